@@ -1,0 +1,1 @@
+"""Rekey's operator tooling: CLI, local stack, embedded NATS server and mail sink."""

@@ -1,0 +1,333 @@
+"""The ``rekey`` command: run the system, administer it, demo it, audit it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.errors import RekeyError
+from shared.settings import Settings
+
+app = typer.Typer(
+    help="Rekey: the help-desk MFA reset, event-sourced.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+accounts = typer.Typer(help="Portal and help-desk accounts.", no_args_is_help=True)
+tickets = typer.Typer(help="Reset tickets (the help desk's view).", no_args_is_help=True)
+audit = typer.Typer(help="Auditor tools: histories rebuilt from the event stores.", no_args_is_help=True)
+app.add_typer(accounts, name="accounts")
+app.add_typer(tickets, name="tickets")
+app.add_typer(audit, name="audit")
+
+console = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[Path | None, typer.Option(help="Data folder (default: REKEY_DATA_DIR or .rekey)")]
+
+
+def settings_for(data_dir: Path | None = None) -> Settings:
+    """Settings from the environment, plus the keys and URLs `rekey up` wrote for this folder."""
+    from rekey.stack import load_env_file
+
+    folder = data_dir or Path(os.environ.get("REKEY_DATA_DIR", ".rekey"))
+    for key, value in load_env_file(folder).items():
+        os.environ.setdefault(key, value)
+    os.environ["REKEY_DATA_DIR"] = str(folder)
+    return Settings()
+
+
+def call(settings: Settings, service: str, command: str, **payload: Any) -> Any:
+    from shared.bus.stream import connect
+    from shared.client import RekeyClient
+
+    async def go() -> Any:
+        nc = await connect(settings.nats_url, "rekey-cli", attempts=4)
+        try:
+            return await RekeyClient(nc).call(service, command, **payload)
+        finally:
+            await nc.close()
+
+    try:
+        return asyncio.run(go())
+    except ConnectionError as exc:
+        err.print(f"[red]Rekey is not running here ({exc}). Start it with `rekey up`.[/]")
+        raise typer.Exit(2) from None
+    except RekeyError as exc:
+        err.print(f"[red]{exc.message}[/]")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def up(
+    data_dir: DataDir = None,
+    nats_port: Annotated[int, typer.Option(help="Port of the embedded nats-server")] = 14222,
+    smtp_port: Annotated[int, typer.Option(help="Port of the local mail sink")] = 8025,
+) -> None:
+    """Start the whole system on its embedded defaults; Ctrl-C stops it."""
+    from rekey.stack import Stack, prepare_environment
+
+    folder = data_dir or Path(os.environ.get("REKEY_DATA_DIR", ".rekey"))
+    env = prepare_environment(
+        folder,
+        REKEY_NATS_URL=os.environ.get("REKEY_NATS_URL", f"nats://127.0.0.1:{nats_port}"),
+        REKEY_SMTP_PORT=str(smtp_port),
+    )
+    os.environ.update(env)
+    settings = Settings()
+    stack = Stack(settings, env=env)
+    console.print(f"Starting Rekey in {folder.resolve()} ...")
+    with stack:
+        console.print(f"[green]Rekey is up.[/] NATS {settings.nats_url}, mail sink "
+                      f"127.0.0.1:{settings.smtp_port} (read it with `rekey mail`), "
+                      f"stores in {folder.resolve()}, logs in {folder.resolve() / 'logs'}")
+        console.print("Try `rekey demo` in another terminal. Ctrl-C stops everything.")
+        (folder / "rekey.pid").write_text(str(os.getpid()))
+        try:
+            signals = {signal.SIGINT, signal.SIGTERM}
+            signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # after the children started
+            signal.sigwait(signals)
+        finally:
+            (folder / "rekey.pid").unlink(missing_ok=True)
+            console.print("Stopping Rekey ...")
+
+
+@app.command()
+def down(data_dir: DataDir = None) -> None:
+    """Stop a `rekey up` running for this data folder."""
+    folder = data_dir or Path(os.environ.get("REKEY_DATA_DIR", ".rekey"))
+    pid_file = folder / "rekey.pid"
+    if not pid_file.exists():
+        err.print("Rekey is not running from this folder.")
+        raise typer.Exit(1)
+    os.kill(int(pid_file.read_text()), signal.SIGTERM)
+    console.print("Asked Rekey to stop.")
+
+
+@app.command()
+def serve(service: str, data_dir: DataDir = None) -> None:
+    """Run one service in the foreground (what `rekey up` and the containers run)."""
+    import importlib
+
+    from shared.runtime import serve_forever
+    from shared.settings import SERVICES
+
+    if service not in SERVICES:
+        err.print(f"Unknown service {service!r}: choose one of {', '.join(SERVICES)}.")
+        raise typer.Exit(2)
+    settings = settings_for(data_dir)
+    logging.basicConfig(
+        level=settings.log_level, format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"
+    )
+    bootstrap = importlib.import_module(f"services.{service}.bootstrap")
+    asyncio.run(serve_forever(bootstrap.build(settings), settings))
+
+
+@app.command()
+def demo(
+    embedded: Annotated[bool, typer.Option(help="Start and stop a stack of its own")] = False,
+    username: Annotated[str, typer.Option(help="Portal username of the demo user")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Walk the user guide for a demo user and print the history rebuilt from the stores."""
+    from rekey.demo import run_demo
+
+    name = username or f"demo.{os.urandom(3).hex()}@masspasrr.org"
+    if not embedded:
+        settings = settings_for(data_dir)
+        raise typer.Exit(asyncio.run(run_demo(settings, name, console)))
+
+    from rekey.ports import free_port
+    from rekey.stack import Stack, prepare_environment
+
+    with tempfile.TemporaryDirectory(prefix="rekey-demo-") as tmp:
+        env = prepare_environment(
+            Path(tmp),
+            REKEY_NATS_URL=f"nats://127.0.0.1:{free_port()}",
+            REKEY_SMTP_PORT=str(free_port()),
+        )
+        os.environ.update(env)
+        settings = Settings()
+        console.print(f"Starting an embedded Rekey in {tmp} ...")
+        with Stack(settings, env=env):
+            code = asyncio.run(run_demo(settings, name, console))
+    raise typer.Exit(code)
+
+
+@app.command()
+def mail(
+    data_dir: DataDir = None,
+    show: Annotated[int, typer.Option(help="Print the Nth newest mail in full (1 = newest)")] = 0,
+) -> None:
+    """List the mail the local mail sink caught (what users would receive)."""
+    from rekey.mailsink import list_mails
+
+    settings = settings_for(data_dir)
+    mails = list_mails(Path(settings.data_dir) / "mail")
+    if show:
+        if show > len(mails):
+            err.print(f"There are only {len(mails)} mails.")
+            raise typer.Exit(1)
+        m = mails[-show]
+        console.print(f"From: {m.sender}\nTo: {', '.join(m.to)}\nSubject: {m.subject}\n\n{m.body}",
+                      markup=False, highlight=False)
+        return
+    table = Table("#", "received", "to", "subject")
+    for i, m in enumerate(reversed(mails), 1):
+        table.add_row(str(i), f"{m.received_at:%Y-%m-%d %H:%M:%S}", ", ".join(m.to), m.subject)
+    console.print(table)
+
+
+# --- accounts ------------------------------------------------------------------------------
+@accounts.command("add")
+def accounts_add(
+    username: str,
+    email: Annotated[str, typer.Option(help="Address on file")],
+    name: Annotated[str, typer.Option(help="Display name")],
+    role: Annotated[str, typer.Option(help="user or agent")] = "user",
+    password: Annotated[bool, typer.Option(help="Prompt for an initial password")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Provision a portal account (or a help-desk agent with --role agent)."""
+    settings = settings_for(data_dir)
+    secret = typer.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
+    result = call(settings, "credentials", "register_account", username=username, email=email,
+                  display_name=name, role=role, password=secret)
+    console.print(f"Account {result['username']} ({result['role']}) registered.")
+
+
+# --- tickets -------------------------------------------------------------------------------
+@tickets.command("request")
+def tickets_request(
+    username: str,
+    name: Annotated[str, typer.Option()],
+    email: Annotated[str, typer.Option()],
+    reason: Annotated[str, typer.Option()] = "new phone",
+    data_dir: DataDir = None,
+) -> None:
+    """File an MFA reset request, as the help-desk API would receive it."""
+    settings = settings_for(data_dir)
+    result = call(settings, "ticketing", "request_reset", name=name, email=email,
+                  username=username, reason=reason)
+    console.print(f"Ticket {result['ticket_number']} opened.")
+
+
+@tickets.command("list")
+def tickets_list(
+    state: Annotated[str | None, typer.Option(help="open, approved, rejected, closed")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    settings = settings_for(data_dir)
+    table = Table("ticket", "state", "username", "reason", "opened")
+    for t in call(settings, "ticketing", "list", state=state):
+        table.add_row(t["ticket_number"], t["state"], t["username"], t["reason"], t["created_at"][:19])
+    console.print(table)
+
+
+@tickets.command("show")
+def tickets_show(ticket: str, data_dir: DataDir = None) -> None:
+    """A ticket and its timeline, from its events."""
+    settings = settings_for(data_dir)
+    t = call(settings, "ticketing", "show", ticket=ticket)
+    console.print(f"[b]{t['ticket_number']}[/] {t['state']}: {t['name']} <{t['email']}>, "
+                  f"{t['username']}, {t['reason']!r}")
+    for item in t["timeline"]:
+        facts = {k: v for k, v in item.items() if k not in ("at", "event")}
+        console.print(f"  {item['at'][:19]}  {item['event']:<18} {facts}", markup=False)
+
+
+@tickets.command("verify")
+def tickets_verify(
+    ticket: str,
+    agent: Annotated[str, typer.Option()],
+    method: Annotated[str, typer.Option(help="call_back, manager_confirmation or id_check")],
+    note: Annotated[str, typer.Option()] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Record how the agent checked the person's identity."""
+    settings = settings_for(data_dir)
+    t = call(settings, "ticketing", "verify_identity", ticket=ticket, agent=agent, method=method, note=note)
+    console.print(f"Ticket {t['ticket_number']}: identity checked ({method}).")
+
+
+@tickets.command("approve")
+def tickets_approve(ticket: str, agent: Annotated[str, typer.Option()], data_dir: DataDir = None) -> None:
+    settings = settings_for(data_dir)
+    t = call(settings, "ticketing", "approve", ticket=ticket, agent=agent)
+    console.print(f"Ticket {t['ticket_number']} approved: MFA revoked, temporary password on its way.")
+
+
+@tickets.command("reject")
+def tickets_reject(
+    ticket: str,
+    agent: Annotated[str, typer.Option()],
+    reason: Annotated[str, typer.Option()],
+    data_dir: DataDir = None,
+) -> None:
+    settings = settings_for(data_dir)
+    t = call(settings, "ticketing", "reject", ticket=ticket, agent=agent, reason=reason)
+    console.print(f"Ticket {t['ticket_number']} rejected.")
+
+
+# --- audit ---------------------------------------------------------------------------------
+@audit.command("history")
+def audit_history(
+    username: str,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+    from_stores: Annotated[
+        bool, typer.Option(help="Replay the stores directly (the system may be down)")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """A user's whole history across services, in order, rebuilt from the event stores."""
+    from rekey.render import history_table
+    from services.audit.history import history_from_stores, history_over_bus
+    from shared.bus.stream import connect
+    from shared.client import RekeyClient
+
+    settings = settings_for(data_dir)
+    if from_stores:
+        events = history_from_stores(settings, username)
+    else:
+        async def go() -> Any:
+            nc = await connect(settings.nats_url, "rekey-audit", attempts=4)
+            try:
+                return await history_over_bus(RekeyClient(nc), username)
+            finally:
+                await nc.close()
+
+        try:
+            events = asyncio.run(go())
+        except (ConnectionError, RekeyError) as exc:
+            err.print(f"[red]{exc}[/] Use --from-stores to replay the stores directly.")
+            raise typer.Exit(2) from None
+    if as_json:
+        for e in events:
+            sys.stdout.write(e.model_dump_json() + "\n")
+        return
+    if not events:
+        console.print(f"No events about {username}.")
+        return
+    console.print(history_table(events))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("REKEY_DEBUG"):
+            raise
+        err.print(f"[red]rekey: {type(exc).__name__}: {exc}[/] (REKEY_DEBUG=1 shows the details)")
+        sys.exit(1)

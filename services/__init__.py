@@ -1,0 +1,1 @@
+"""Rekey's services: each is its own process with its own event store."""

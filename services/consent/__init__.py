@@ -1,0 +1,1 @@
+"""Consent: the Data Access Agreement's versions and each user's acceptance."""

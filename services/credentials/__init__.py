@@ -1,0 +1,1 @@
+"""Credentials: portal accounts, passwords, temporary passwords by secure email, sign-in."""

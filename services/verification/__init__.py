@@ -1,0 +1,1 @@
+"""Verification: MFA methods and challenges (authenticator app; phone in a later step)."""

@@ -1,0 +1,55 @@
+"""Connecting to NATS and making sure the event stream exists (idempotent, at every start)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from shared.contracts.envelope import STREAM_NAME, SUBJECT_PREFIX
+
+log = logging.getLogger(__name__)
+
+DUPLICATE_WINDOW_SECONDS = 600.0
+
+
+async def connect(url: str, name: str, *, attempts: int = 60) -> Client:
+    """Connect, retrying while the server starts; reconnects forever once connected."""
+    last: Exception | None = None
+    for _ in range(attempts):
+        try:
+            return await nats.connect(
+                url,
+                name=name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=2,
+                allow_reconnect=True,
+            )
+        except Exception as exc:  # the server may not be up yet
+            last = exc
+            await asyncio.sleep(0.5)
+    raise ConnectionError(f"cannot reach NATS at {url}: {last}")
+
+
+async def ensure_stream(js: JetStreamContext) -> None:
+    """Create the events stream, or leave it as it is if it already exists."""
+    config = StreamConfig(
+        name=STREAM_NAME,
+        subjects=[f"{SUBJECT_PREFIX}.>"],
+        storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+    )
+    try:
+        await js.stream_info(STREAM_NAME)
+    except NotFoundError:
+        try:
+            await js.add_stream(config)
+            log.info("created stream %s", STREAM_NAME)
+        except Exception:  # another service won the race
+            await js.stream_info(STREAM_NAME)

@@ -1,0 +1,117 @@
+"""The one documented set of environment variables every Rekey process reads.
+
+Every variable is prefixed ``REKEY_``; the README's configuration table is generated from
+the field descriptions here, so this module is the reference.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("ticketing", "credentials", "verification", "consent")
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; defaults are the embedded single-machine setup."""
+
+    model_config = SettingsConfigDict(env_prefix="REKEY_", extra="ignore")
+
+    nats_url: str = Field("nats://127.0.0.1:14222", description="NATS server URL (JetStream on)")
+    data_dir: Path = Field(Path(".rekey"), description="Folder for SQLite stores, mail and keys")
+    store: Literal["sqlite", "postgres"] = Field("sqlite", description="Event store backend")
+    postgres_host: str = Field("127.0.0.1", description="PostgreSQL host")
+    postgres_port: int = Field(5432, description="PostgreSQL port")
+    postgres_db: str = Field("rekey", description="PostgreSQL database (one schema per service)")
+    postgres_user: str = Field("postgres", description="PostgreSQL user")
+    postgres_password: SecretStr = Field(SecretStr(""), description="PostgreSQL password")
+    cipher_key: SecretStr = Field(
+        SecretStr(""),
+        description="Base64 AES key: encrypts stored event payloads (AES-GCM) when set",
+    )
+    vault_key: SecretStr = Field(
+        SecretStr(""),
+        description="Base64 AES-256 key for the secret vault (TOTP seeds); kept outside the stores",
+    )
+    token_key: SecretStr = Field(
+        SecretStr(""),
+        description="Key that signs the short-lived sign-in tokens passed between services",
+    )
+    smtp_host: str = Field("127.0.0.1", description="Outgoing mail server")
+    smtp_port: int = Field(8025, description="Outgoing mail server port")
+    smtp_username: str = Field("", description="Outgoing mail user (empty: no AUTH)")
+    smtp_password: SecretStr = Field(SecretStr(""), description="Outgoing mail password")
+    smtp_tls: Literal["none", "starttls", "implicit"] = Field(
+        "none", description="TLS on the outgoing mail connection"
+    )
+    smtp_sender: str = Field("Rekey Help Desk <helpdesk@rekey.local>", description="From address")
+    smtp_subject_tag: str = Field("[secure]", description="Subject tag an encryption gateway keys on")
+    mail_sink_port: int = Field(8025, description="Port of the local mail sink that `rekey up` runs")
+    temp_password_hours: int = Field(24, description="Validity of a temporary password")
+    portal_name: str = Field("PASRR Portal", description="Issuer name shown in authenticator apps")
+    log_level: str = Field("INFO", description="Log level of every process")
+
+    def store_env(self, service: str) -> dict[str, str]:
+        """The ``eventsourcing`` environment for one service's own store."""
+        env = {
+            "SINGLE_ROW_TRACKING": "n",
+            "ORIGINATOR_ID_TYPE": "uuid",
+        }
+        if self.store == "sqlite":
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            env["PERSISTENCE_MODULE"] = "eventsourcing.sqlite"
+            env["SQLITE_DBNAME"] = str(self.data_dir / f"{service}.sqlite")
+            env["SQLITE_LOCK_TIMEOUT"] = "10"
+        else:
+            env["PERSISTENCE_MODULE"] = "eventsourcing.postgres"
+            env["POSTGRES_DBNAME"] = self.postgres_db
+            env["POSTGRES_HOST"] = self.postgres_host
+            env["POSTGRES_PORT"] = str(self.postgres_port)
+            env["POSTGRES_USER"] = self.postgres_user
+            env["POSTGRES_PASSWORD"] = self.postgres_password.get_secret_value()
+            env["POSTGRES_SCHEMA"] = service
+        if self.cipher_key.get_secret_value():
+            env["CIPHER_TOPIC"] = "eventsourcing.cryptography:AESCipher"
+            env["CIPHER_KEY"] = self.cipher_key.get_secret_value()
+        return env
+
+    def postgres_conninfo(self, dbname: str | None = None) -> str:
+        password = self.postgres_password.get_secret_value()
+        parts = [
+            f"host={self.postgres_host}",
+            f"port={self.postgres_port}",
+            f"user={self.postgres_user}",
+            f"dbname={dbname or self.postgres_db}",
+        ]
+        if password:
+            parts.append(f"password={password}")
+        return " ".join(parts)
+
+    @cached_property
+    def vault_key_bytes(self) -> bytes:
+        return _key_bytes(self.vault_key, "REKEY_VAULT_KEY")
+
+    @cached_property
+    def token_key_bytes(self) -> bytes:
+        return _key_bytes(self.token_key, "REKEY_TOKEN_KEY")
+
+
+def _key_bytes(value: SecretStr, name: str) -> bytes:
+    raw = value.get_secret_value()
+    if not raw:
+        raise RuntimeError(f"{name} is not set: `rekey up` makes one, or set it yourself")
+    key = base64.b64decode(raw)
+    if len(key) not in (16, 24, 32):
+        raise RuntimeError(f"{name} must be a base64 AES key of 16, 24 or 32 bytes")
+    return key
+
+
+def new_key() -> str:
+    """A fresh random base64 AES-256 key, as the key variables expect."""
+    return base64.b64encode(os.urandom(32)).decode()

@@ -1,0 +1,53 @@
+"""Short-lived sign-in tokens that carry a user's progress between services.
+
+Credentials issues a ``password`` token after a good password; verification issues an ``mfa``
+token after a verified challenge; consent and the portal gate on them. Each is an HMAC-signed,
+expiring statement, so services need no shared state to trust one another's checks.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import time
+from hashlib import sha256
+
+from shared.errors import AuthenticationFailed
+
+STAGES = ("password", "mfa")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def issue_token(key: bytes, username: str, stage: str, ttl_seconds: int = 900) -> str:
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}")
+    claims = {"sub": username, "stage": stage, "exp": int(time.time()) + ttl_seconds}
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    signature = _b64(hmac.new(key, payload.encode(), sha256).digest())
+    return f"{payload}.{signature}"
+
+
+def verify_token(key: bytes, token: str, stage: str, username: str | None = None) -> str:
+    """The token's username, if it is genuine, unexpired, of ``stage`` and for ``username``."""
+    refused = AuthenticationFailed("Your sign-in has expired or is not valid. Sign in again.")
+    try:
+        payload, signature = token.split(".", 1)
+        expected = _b64(hmac.new(key, payload.encode(), sha256).digest())
+        if not hmac.compare_digest(signature, expected):
+            raise refused
+        claims = json.loads(_unb64(payload))
+    except (ValueError, TypeError) as exc:
+        raise refused from exc
+    if claims.get("stage") != stage or int(claims.get("exp", 0)) < time.time():
+        raise refused
+    if username is not None and claims.get("sub", "").lower() != username.lower():
+        raise refused
+    return str(claims["sub"])
