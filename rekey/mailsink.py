@@ -143,9 +143,7 @@ def list_mails(folder: Path | str) -> list[Mail]:
     return [read_mail(path) for path in paths]
 
 
-def latest_mail_to(
-    folder: Path | str, address: str, subject_contains: str | None = None
-) -> Mail | None:
+def latest_mail_to(folder: Path | str, address: str, subject_contains: str | None = None) -> Mail | None:
     """The newest message for ``address`` (case-insensitive), optionally by subject."""
     wanted = address.strip().lower()
     for mail in reversed(list_mails(folder)):

@@ -26,9 +26,18 @@ RELAY_TRACKING_NAME = "__relay__"
 REKEY_NAMESPACE = uuid5(NAMESPACE_URL, "https://rekey.dev/")
 
 
+def normalise_username(username: str) -> str:
+    """The one comparison form of a username: lookups and rules must agree on who is who."""
+    return username.strip().lower()
+
+
+def same_user(a: str, b: str) -> bool:
+    return normalise_username(a) == normalise_username(b)
+
+
 def user_aggregate_id(kind: str, username: str) -> UUID:
     """Deterministic id of a per-user aggregate, so a user's state is found without an index."""
-    return uuid5(REKEY_NAMESPACE, f"{kind}:{username.strip().lower()}")
+    return uuid5(REKEY_NAMESPACE, f"{kind}:{normalise_username(username)}")
 
 
 class UserAggregate(Aggregate):

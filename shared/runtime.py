@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import retry
 from pydantic import BaseModel
 
 from shared.application import ServiceApplication
@@ -40,11 +42,19 @@ class Wiring:
     on_close: list[Callable[[], None]] = field(default_factory=list)
 
 
+CONFLICT_ATTEMPTS = 10
+
+
 def in_thread(method: Callable[[Any], Any]) -> Callable[[Any], Awaitable[Any]]:
-    """Adapt a synchronous application method (``eventsourcing`` is synchronous) to the loop."""
+    """Adapt a synchronous application method (``eventsourcing`` is synchronous) to the loop.
+
+    Every method is get-mutate-save, so when another writer saved the same aggregate first
+    (optimistic concurrency: ``IntegrityError``), running it again from the start is correct.
+    """
+    retrying = retry(IntegrityError, max_attempts=CONFLICT_ATTEMPTS, wait=0.01)(method)
 
     async def handler(argument: Any) -> Any:
-        return await asyncio.to_thread(method, argument)
+        return await asyncio.to_thread(retrying, argument)
 
     return handler
 
@@ -96,6 +106,7 @@ class ServiceRuntime:
             before_ack=self._consumer_hook,
         )
         await serve_endpoints(self.nc, wiring.name, endpoints)
+        await self.nc.flush()  # the server has our subscriptions before we say we are up
         runners: list[BackgroundTask] = [self.relay.run, self.consumer.run, *wiring.background]
         self.tasks = [asyncio.create_task(run(self.stopping)) for run in runners]
         log.info("%s service started", wiring.name)
@@ -133,17 +144,24 @@ class ServiceRuntime:
             "relay_position": await asyncio.to_thread(app.relay_position),
         }
 
-    async def stop(self) -> None:
-        """Graceful: stop taking work, let in-flight work finish, then close the store."""
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Graceful: stop taking work, let in-flight work finish, then close the store.
+
+        The loops see ``stopping`` within a second and return after their current step; a
+        store call already running in a worker thread is waited for, never cut off, because
+        closing a store under a running query is undefined behaviour in the drivers.
+        """
         self.stopping.set()
-        if self.nc is not None and self.nc.is_connected:
+        if self.relay is not None:
+            self.relay.wake.set()
+        if self.tasks:
+            _, late = await asyncio.wait(self.tasks, timeout=grace_seconds)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.nc is not None and not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
         for close in self.wiring.on_close:
             close()
         self.wiring.app.close()

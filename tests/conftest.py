@@ -62,7 +62,8 @@ def postgres_db() -> Iterator[str]:
     try:
         admin = psycopg.connect(POSTGRES_CONNINFO, autocommit=True)
     except psycopg.OperationalError as error:
-        _postgres_unavailable(f"{POSTGRES_DOWN}: {error}")
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        _postgres_unavailable(f"{POSTGRES_DOWN}: {detail}")
     with admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
@@ -70,9 +71,7 @@ def postgres_db() -> Iterator[str]:
     finally:
         # FORCE ends connections a failed test may have left open (PostgreSQL 13+).
         with psycopg.connect(POSTGRES_CONNINFO, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 class SettingsFactory(Protocol):

@@ -42,9 +42,9 @@ def build(settings: Settings, mailer: Mailer | None = None) -> Wiring:
         msg = temporary_password_mail(mailer, delivery, settings.portal_name)
         error = await mailer.send_with_retries(msg)
         if error is None:
-            await asyncio.to_thread(app.mark_sent, delivery)
+            await in_thread(app.mark_sent)(delivery)
         else:
-            await asyncio.to_thread(app.mark_delivery_failed, delivery, error)
+            await in_thread(lambda d: app.mark_delivery_failed(d, error))(delivery)
 
     def deliver_later(delivery: Delivery) -> None:
         """Send off the consumer's path; a crash before Sent is healed by the start-up sweep."""
@@ -53,12 +53,12 @@ def build(settings: Settings, mailer: Mailer | None = None) -> Wiring:
         task.add_done_callback(sending.discard)
 
     async def on_reset_approved(envelope: EventEnvelope) -> None:
-        delivery = await asyncio.to_thread(app.on_reset_approved, envelope)
+        delivery = await in_thread(app.on_reset_approved)(envelope)
         if delivery is not None:
             deliver_later(delivery)
 
     async def resend_undelivered(stopping: asyncio.Event) -> None:
-        for delivery in await asyncio.to_thread(app.reissue_undelivered):
+        for delivery in await in_thread(lambda _: app.reissue_undelivered())(None):
             log.info("re-issuing an undelivered temporary password for %s", delivery.username)
             deliver_later(delivery)
 

@@ -17,6 +17,11 @@ class RequestReset(BaseModel):
     requested_by: str | None = Field(None, max_length=254)
     channel: str = Field("api", pattern="^(api|email|web)$")
 
+    @field_validator("requested_by")
+    @classmethod
+    def strip_requester(cls, value: str | None) -> str | None:
+        return value.strip() or None if value else None
+
     @field_validator("name", "username", "reason")
     @classmethod
     def strip(cls, value: str) -> str:
@@ -30,8 +35,19 @@ class TicketRef(BaseModel):
     ticket: str = Field(min_length=1, max_length=64, description="Ticket id or number")
 
 
-class VerifyIdentity(TicketRef):
+class AgentAction(TicketRef):
     agent: str = USERNAME
+
+    @field_validator("agent")
+    @classmethod
+    def strip_agent(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
+
+
+class VerifyIdentity(AgentAction):
     method: str
     note: str = Field("", max_length=2000)
 
@@ -43,12 +59,11 @@ class VerifyIdentity(TicketRef):
         return value
 
 
-class ApproveReset(TicketRef):
-    agent: str = USERNAME
+class ApproveReset(AgentAction):
+    pass
 
 
-class RejectReset(TicketRef):
-    agent: str = USERNAME
+class RejectReset(AgentAction):
     reason: str = Field(min_length=1, max_length=2000)
 
 

@@ -6,7 +6,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from shared.application import UserAggregate
+from shared.application import UserAggregate, same_user
 from shared.errors import Conflict, NotAllowed
 
 OPEN = "open"
@@ -59,9 +59,9 @@ class Ticket(Aggregate):
             raise TicketNotOpen(f"This ticket is already {self.state.replace('_', ' ')}.")
 
     def check_not_own(self, agent: str) -> None:
-        if agent.lower() == self.requested_by.lower():
+        if same_user(agent, self.requested_by):
             raise SelfApprovalRefused("An agent cannot approve a reset they requested.")
-        if agent.lower() == self.username.lower():
+        if same_user(agent, self.username):
             raise SelfApprovalRefused("An agent cannot approve a reset of their own account.")
 
     def verify_identity(self, agent: str, method: str, note: str) -> None:

@@ -8,6 +8,7 @@ redelivered message finds its tracking record and changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -66,6 +67,14 @@ class EventConsumer:
         if not self.handlers:
             return
         subscription = await self.subscribe()
+        try:
+            await self._pull(subscription, stopping)
+        finally:
+            # A pull subscription left open would hold up the connection's drain.
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def _pull(self, subscription, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             try:
                 messages = await subscription.fetch(self.batch, timeout=1)

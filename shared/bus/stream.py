@@ -29,6 +29,7 @@ async def connect(url: str, name: str, *, attempts: int = 60) -> Client:
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
                 connect_timeout=2,
+                drain_timeout=5,
                 allow_reconnect=True,
             )
         except Exception as exc:  # the server may not be up yet

@@ -1,0 +1,96 @@
+"""Crashes at the worst moments change nothing: tracking records, msg-id de-duplication, catch-up."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.ticketing.commands import ApproveReset, RequestReset
+from shared.contracts.envelope import STREAM_NAME
+from tests.integration.conftest import AGENT, USER, USER_EMAIL, System, eventually, start_all
+
+
+async def hang_forever(*_: object) -> None:
+    """Stands for a process that dies right here: whatever comes next never happens."""
+    await asyncio.Event().wait()
+
+
+async def stream_messages(system: System) -> int:
+    info = await system._nc.jetstream().stream_info(STREAM_NAME)
+    return int(info.state.messages)
+
+
+async def test_a_consumer_killed_after_its_commit_and_before_its_ack_records_nothing_new(
+    system: System,
+):
+    await system.start("credentials")
+    await system.start("ticketing", consumer_ack_wait=1.0, consumer_hook=hang_forever)
+    await system.call("credentials", "register_account", username=USER,
+                      email="jane@example.org", display_name="Jane")
+    ticketing = system.app("ticketing")
+    await eventually(lambda: ticketing.max_notification_id() > 0, what="ticketing's commit")
+    recorded = ticketing.max_notification_id()
+    await system.kill("ticketing")
+
+    restarted = await system.start("ticketing", consumer_ack_wait=1.0)
+    await eventually(lambda: restarted.consumer.processed == 1, what="the redelivery's ack")
+    assert system.app("ticketing").max_notification_id() == recorded
+    assert system.event_names("ticketing") == []  # AccountNoted has no public contract
+    assert restarted.consumer.processed == 1
+
+
+async def test_a_relay_killed_after_publishing_re_publishes_and_the_stream_drops_the_copy(
+    system: System,
+):
+    await system.start("credentials", relay_hook=hang_forever)
+    await system.call("credentials", "register_account", username=USER,
+                      email="jane@example.org", display_name="Jane")
+    await eventually(lambda: stream_messages(system), what="the publish")
+    assert system.app("credentials").relay_position() == 0  # never saved
+    await system.kill("credentials")
+
+    restarted = await system.start("credentials")
+    app = system.app("credentials")
+    await eventually(lambda: app.relay_position() == app.max_notification_id(), what="relay")
+    assert await stream_messages(system) == 1
+    assert restarted.relay.published == 0  # JetStream answered "duplicate"
+
+
+async def test_a_service_stopped_while_events_are_published_catches_up_on_restart(
+    system: System,
+):
+    await start_all(system)
+    await system.provision()
+    await system.stop("verification")
+
+    await system.approved_ticket()
+    await eventually(lambda: "TemporaryPasswordSent" in system.event_names("credentials"))
+
+    await system.start("verification")
+    await eventually(lambda: "MethodsRevoked" in system.event_names("verification"),
+                     what="verification to catch up")
+
+
+async def test_events_recorded_while_nats_is_down_are_delivered_after_it_restarts(
+    system: System,
+):
+    await start_all(system)
+    await system.provision()
+    system.nats.stop()
+    # The help desk records a decision while the bus is down (the store is the source of
+    # truth; the relay owes the bus everything after its saved position).
+    ticketing = system.app("ticketing")
+    ticket = await asyncio.to_thread(
+        ticketing.request_reset,
+        RequestReset(name="Jane", email=USER_EMAIL, username=USER, reason="new phone"),
+    )
+    await asyncio.to_thread(
+        ticketing.approve, ApproveReset(ticket=ticket["ticket_number"], agent=AGENT)
+    )
+    await asyncio.sleep(1.0)
+    assert "MethodsRevoked" not in system.event_names("verification")
+
+    system.nats.start()
+    await eventually(lambda: "MethodsRevoked" in system.event_names("verification"),
+                     timeout=30, what="verification after the restart")
+    await eventually(lambda: "TemporaryPasswordSent" in system.event_names("credentials"),
+                     timeout=30, what="credentials after the restart")
