@@ -28,7 +28,9 @@ tickets = typer.Typer(help="Reset tickets (the help desk's view).", no_args_is_h
 audit = typer.Typer(help="Auditor tools: histories rebuilt from the event stores.", no_args_is_help=True)
 app.add_typer(accounts, name="accounts")
 app.add_typer(tickets, name="tickets")
+bench = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
 app.add_typer(audit, name="audit")
+app.add_typer(bench, name="bench")
 
 console = Console()
 err = Console(stderr=True)
@@ -319,6 +321,25 @@ def audit_history(
         console.print(f"No events about {username}.")
         return
     console.print(history_table(events))
+
+
+@bench.command("pipeline")
+def bench_pipeline(
+    events: Annotated[int, typer.Option(help="Events for the pipeline and baselines")] = 2000,
+    resets: Annotated[int, typer.Option(help="Whole guided resets")] = 40,
+    store: Annotated[list[str] | None, typer.Option(help="sqlite and/or postgres")] = None,
+) -> None:
+    """Events/s through relay -> JetStream -> consumer, and guided resets/s, per store."""
+    import logging
+
+    from rekey.bench import run_pipeline_bench
+
+    logging.basicConfig(level=logging.WARNING)
+    figures = asyncio.run(run_pipeline_bench(store or ["sqlite", "postgres"], events, resets))
+    table = Table("store", "measure", "count", "seconds", "rate")
+    for f in figures:
+        table.add_row(f.store, f.name, str(f.count), f"{f.seconds:.2f}", f"{f.rate:,.1f} {f.unit}")
+    console.print(table)
 
 
 def main() -> None:

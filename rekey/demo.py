@@ -56,8 +56,16 @@ async def eventually(
 
 
 async def run_demo(
-    settings: Settings, username: str, console: Console, *, new_password: str | None = None
+    settings: Settings,
+    username: str,
+    console: Console,
+    *,
+    new_password: str | None = None,
+    witness: dict[str, str] | None = None,
 ) -> int:
+    """Walk the guide; returns the exit code. ``witness`` receives the secrets the person
+    handled (temporary and new password, TOTP seed), so a test can prove no store kept them."""
+    witness = {} if witness is None else witness
     nc = await connect(settings.nats_url, "rekey-demo", attempts=10)
     client = RekeyClient(nc)
     mail_folder = Path(settings.data_dir) / "mail"
@@ -114,7 +122,7 @@ async def run_demo(
         match = TEMPORARY.search(mail.body)
         if not match:
             raise DemoFailed("the mail holds no temporary password")
-        temporary = match.group(1)
+        temporary = witness["temporary_password"] = match.group(1)
         console.print(f"    mail {mail.subject!r} to {email} (password not shown)")
 
         say("The user signs in with the username and the temporary password")
@@ -125,6 +133,7 @@ async def run_demo(
 
         say("The user chooses a new password")
         new_password = new_password or f"{secrets.token_urlsafe(12)} demo passphrase"
+        witness["new_password"] = new_password
         changed = await client.call(
             "credentials", "change_password", username=username, current_password=temporary,
             new_password=new_password,
@@ -144,7 +153,7 @@ async def run_demo(
         )
 
         say("The phone's app scans the QR code and shows a 6-digit code")
-        seed = parse_qs(urlparse(registration["otpauth_uri"]).query)["secret"][0]
+        seed = witness["totp_seed"] = parse_qs(urlparse(registration["otpauth_uri"]).query)["secret"][0]
         code = pyotp.TOTP(seed).now()
         verified = await client.call(
             "verification", "verify_code", username=username, token=token,

@@ -65,9 +65,9 @@ class ServiceApplication(Application[UUID]):
     def __init__(self, settings: Settings, env: dict[str, str] | None = None) -> None:
         self.settings = settings
         store_env = settings.store_env(self.service)
-        if settings.store == "postgres":
-            ensure_postgres_schema(settings, self.service)
         store_env.update(env or {})
+        if settings.store == "postgres":
+            ensure_postgres_schema(settings, store_env["POSTGRES_SCHEMA"])
         self._subjects: dict[UUID, str] = {}
         super().__init__(store_env)
 
