@@ -13,8 +13,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from rekey.render import plain
 from shared.errors import RekeyError
 from shared.settings import Settings
 
@@ -63,10 +65,10 @@ def call(settings: Settings, service: str, command: str, **payload: Any) -> Any:
     try:
         return asyncio.run(go())
     except ConnectionError as exc:
-        err.print(f"[red]Rekey is not running here ({exc}). Start it with `rekey up`.[/]")
+        err.print(f"[red]Rekey is not running here ({escape(str(exc))}). Start it with `rekey up`.[/]")
         raise typer.Exit(2) from None
     except RekeyError as exc:
-        err.print(f"[red]{exc.message}[/]")
+        err.print(f"[red]{escape(exc.message)}[/]")
         raise typer.Exit(1) from None
 
 
@@ -186,7 +188,7 @@ def mail(
         return
     table = Table("#", "received", "to", "subject")
     for i, m in enumerate(reversed(mails), 1):
-        table.add_row(str(i), f"{m.received_at:%Y-%m-%d %H:%M:%S}", ", ".join(m.to), m.subject)
+        table.add_row(*plain(str(i), f"{m.received_at:%Y-%m-%d %H:%M:%S}", ", ".join(m.to), m.subject))
     console.print(table)
 
 
@@ -232,7 +234,9 @@ def tickets_list(
     settings = settings_for(data_dir)
     table = Table("ticket", "state", "username", "reason", "opened")
     for t in call(settings, "ticketing", "list", state=state):
-        table.add_row(t["ticket_number"], t["state"], t["username"], t["reason"], t["created_at"][:19])
+        table.add_row(
+            *plain(t["ticket_number"], t["state"], t["username"], t["reason"], t["created_at"][:19])
+        )
     console.print(table)
 
 
@@ -241,8 +245,8 @@ def tickets_show(ticket: str, data_dir: DataDir = None) -> None:
     """A ticket and its timeline, from its events."""
     settings = settings_for(data_dir)
     t = call(settings, "ticketing", "show", ticket=ticket)
-    console.print(f"[b]{t['ticket_number']}[/] {t['state']}: {t['name']} <{t['email']}>, "
-                  f"{t['username']}, {t['reason']!r}")
+    console.print(f"{t['ticket_number']} {t['state']}: {t['name']} <{t['email']}>, "
+                  f"{t['username']}, {t['reason']!r}", markup=False, highlight=False)
     for item in t["timeline"]:
         facts = {k: v for k, v in item.items() if k not in ("at", "event")}
         console.print(f"  {item['at'][:19]}  {item['event']:<18} {facts}", markup=False)
@@ -311,7 +315,7 @@ def audit_history(
         try:
             events = asyncio.run(go())
         except (ConnectionError, RekeyError) as exc:
-            err.print(f"[red]{exc}[/] Use --from-stores to replay the stores directly.")
+            err.print(f"[red]{escape(str(exc))}[/] Use --from-stores to replay the stores directly.")
             raise typer.Exit(2) from None
     if as_json:
         for e in events:
@@ -350,5 +354,6 @@ def main() -> None:
     except Exception as exc:
         if os.environ.get("REKEY_DEBUG"):
             raise
-        err.print(f"[red]rekey: {type(exc).__name__}: {exc}[/] (REKEY_DEBUG=1 shows the details)")
+        detail = escape(f"{type(exc).__name__}: {exc}")
+        err.print(f"[red]rekey: {detail}[/] (REKEY_DEBUG=1 shows the details)")
         sys.exit(1)

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pyotp
 from rich.console import Console
+from rich.markup import escape
 
 from rekey.mailsink import latest_mail_to
 from rekey.render import history_table
@@ -75,7 +76,7 @@ async def run_demo(
     def say(text: str) -> None:
         nonlocal step
         step += 1
-        console.print(f"[bold cyan]{step:>2}.[/] {text}")
+        console.print(f"[bold cyan]{step:>2}.[/] {escape(text)}")
 
     try:
         say(f"Provisioning the portal account [b]{username}[/] and the agent [b]{AGENT}[/]")
@@ -123,7 +124,7 @@ async def run_demo(
         if not match:
             raise DemoFailed("the mail holds no temporary password")
         temporary = witness["temporary_password"] = match.group(1)
-        console.print(f"    mail {mail.subject!r} to {email} (password not shown)")
+        console.print(f"    mail {mail.subject!r} to {email} (password not shown)", markup=False)
 
         say("The user signs in with the username and the temporary password")
         signed = await client.call("credentials", "sign_in", username=username, password=temporary)
@@ -191,7 +192,7 @@ async def run_demo(
         console.print("[bold green]Demo complete: every step succeeded.[/]")
         return 0
     except (RekeyError, DemoFailed) as exc:
-        console.print(f"[bold red]Demo failed at step {step}:[/] {exc}")
+        console.print(f"[bold red]Demo failed at step {step}:[/] {escape(str(exc))}")
         return 1
     finally:
         await nc.close()

@@ -5,7 +5,8 @@ A model's fields are the whole public face of an event, so a secret can only lea
 adds a field for it here.
 """
 
+from shared.contracts.base import EventBody
 from shared.contracts.envelope import EventEnvelope, subject_for
-from shared.contracts.events import CONTRACTS, EventBody, contract_for
+from shared.contracts.events import CONTRACTS, contract_for
 
 __all__ = ["CONTRACTS", "EventBody", "EventEnvelope", "contract_for", "subject_for"]

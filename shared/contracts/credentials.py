@@ -1,0 +1,46 @@
+"""Public events of the credentials service (schema version 1 unless a class says otherwise)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from shared.contracts.base import EventBody
+
+
+class AccountRegistered(EventBody):
+    username: str
+    email: str  # masked
+    display_name: str
+    role: str
+
+
+class PasswordIssued(EventBody):
+    ticket_id: str | None = None
+    expires_at: datetime
+
+
+class TemporaryPasswordSent(EventBody):
+    ticket_id: str | None = None
+    to: str  # masked
+
+
+class TemporaryPasswordDeliveryFailed(EventBody):
+    ticket_id: str | None = None
+    reason: str
+
+
+class PasswordChanged(EventBody):
+    reason: str
+
+
+class SignInSucceeded(EventBody):
+    temporary: bool
+
+
+class SignInFailed(EventBody):
+    reason: str
+    failures: int
+
+
+class AccountLocked(EventBody):
+    failures: int
