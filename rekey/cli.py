@@ -119,6 +119,26 @@ def down(data_dir: DataDir = None) -> None:
 
 
 @app.command()
+def status(data_dir: DataDir = None) -> None:
+    """Each service's health: its log's end, how far the relay and its consumer are behind."""
+    from shared.settings import SERVICES
+
+    settings = settings_for(data_dir)
+    table = Table("service", "store", "events", "relayed", "relay lag", "to consume", "unacked")
+    for name in SERVICES:
+        try:
+            h = call(settings, name, "health")
+        except typer.Exit:
+            table.add_row(name, "not answering", "", "", "", "", "")
+            continue
+        table.add_row(*plain(name, h["store"], str(h["max_notification_id"]), str(h["relay_position"]),
+                             str(h["relay_lag"]), str(h["consumer_pending"] if h["consumer_pending"]
+                                                       is not None else "-"),
+                             str(h["consumer_unacked"] if h["consumer_unacked"] is not None else "-")))
+    console.print(table)
+
+
+@app.command()
 def serve(service: str, data_dir: DataDir = None) -> None:
     """Run one service in the foreground (what `rekey up` and the containers run)."""
     import importlib

@@ -23,6 +23,7 @@ from shared.bus.consumer import EventConsumer, EventHandler
 from shared.bus.relay import OutboxRelay
 from shared.bus.rpc import Endpoint, serve_endpoints
 from shared.bus.stream import connect, ensure_stream
+from shared.contracts.envelope import STREAM_NAME
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class ServiceRuntime:
         wiring = self.wiring
         self.nc = await connect(self.settings.nats_url, f"rekey-{wiring.name}")
         js = self.nc.jetstream()
-        await ensure_stream(js)
+        await ensure_stream(js, self.settings.stream_replicas)
         self.relay = OutboxRelay(wiring.app, js, after_publish=self._relay_hook)
         endpoints = {name: self._waking(ep) for name, ep in wiring.endpoints.items()}
         endpoints["history"] = Endpoint(HistoryQuery, self._history)
@@ -136,13 +137,25 @@ class ServiceRuntime:
         return [e.model_dump(mode="json") for e in events]
 
     async def _health(self, _: NoArguments) -> dict[str, Any]:
+        """What an operator compares to find gaps: the log's end, the relay, the consumer."""
         app = self.wiring.app
-        return {
+        last = await asyncio.to_thread(app.max_notification_id)
+        relayed = await asyncio.to_thread(app.relay_position)
+        health: dict[str, Any] = {
             "service": self.wiring.name,
             "store": self.settings.store,
-            "max_notification_id": await asyncio.to_thread(app.max_notification_id),
-            "relay_position": await asyncio.to_thread(app.relay_position),
+            "max_notification_id": last,
+            "relay_position": relayed,
+            "relay_lag": last - relayed,
+            "consumer_pending": None,
+            "consumer_unacked": None,
         }
+        if self.wiring.handlers:
+            with contextlib.suppress(Exception):
+                info = await self.nc.jetstream().consumer_info(STREAM_NAME, self.wiring.name)
+                health["consumer_pending"] = info.num_pending
+                health["consumer_unacked"] = info.num_ack_pending
+        return health
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Graceful: stop taking work, let in-flight work finish, then close the store.

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REKEY_", extra="ignore")
 
     nats_url: str = Field("nats://127.0.0.1:14222", description="NATS server URL (JetStream on)")
+    stream_replicas: int = Field(
+        1, ge=1, le=5, description="Replicas of the REKEY_EVENTS stream (3 on a NATS cluster)"
+    )
     data_dir: Path = Field(Path(".rekey"), description="Folder for SQLite stores, mail and keys")
     store: Literal["sqlite", "postgres"] = Field("sqlite", description="Event store backend")
     postgres_host: str = Field("127.0.0.1", description="PostgreSQL host")
@@ -56,6 +59,52 @@ class Settings(BaseSettings):
     temp_password_hours: int = Field(24, description="Validity of a temporary password")
     portal_name: str = Field("PASRR Portal", description="Issuer name shown in authenticator apps")
     log_level: str = Field("INFO", description="Log level of every process")
+    # --- portal
+    portal_host: str = Field("127.0.0.1", description="Address the web portal listens on")
+    portal_port: int = Field(8080, description="Port of the web portal")
+    portal_dev_pages: bool = Field(
+        False, description="Serve developer pages (caught mail) under /dev; `rekey up` sets it"
+    )
+    portal_idle_minutes: int = Field(15, description="A portal session ends after this idle time")
+    portal_session_hours: int = Field(8, description="A portal session ends after this, at most")
+    portal_sign_in_attempts: int = Field(
+        10, description="Sign-in attempts allowed per minute, per client address and per username"
+    )
+    # --- end portal
+    # --- verification
+    push_number_digits: int = Field(
+        2, ge=2, le=6, description="Digits of the push number to match (6 per NIST SP 800-63B-4)"
+    )
+    push_ttl_seconds: int = Field(120, ge=10, description="Life of a push challenge")
+    push_max_wrong: int = Field(3, ge=1, description="Wrong numbers that kill a push challenge")
+    method_lock_after: int = Field(5, ge=1, description="Consecutive failures that lock a method")
+    phone_code_minutes: int = Field(10, ge=1, description="Validity of a code sent by text or call")
+    call_mode: Literal["press_pound", "read_code"] = Field(
+        "press_pound", description="Voice calls: press # to approve, or read out a code to type"
+    )
+    send_limit_per_user: int = Field(5, ge=1, description="Texts/calls per user per send window")
+    send_limit_per_number: int = Field(3, ge=1, description="Texts/calls per phone number per window")
+    send_window_minutes: int = Field(15, ge=1, description="The send rate limits' window")
+    twilio_account_sid: str = Field(
+        "AC00000000000000000000000000000000", description="Twilio account SID"
+    )
+    twilio_auth_token: SecretStr = Field(
+        SecretStr(""), description="Twilio auth token (also checks webhook signatures)"
+    )
+    twilio_from_number: str = Field("+15005550006", description="Number texts and calls come from")
+    twilio_api_url: str = Field(
+        "", description="Base URL of a Twilio-compatible API (`rekey twilio-sim`); empty: real Twilio"
+    )
+    webhook_host: str = Field("127.0.0.1", description="Verification's Twilio webhook listener host")
+    webhook_port: int = Field(8088, description="Verification's Twilio webhook listener port")
+    public_base_url: str = Field(
+        "", description="Public base URL Twilio calls back (empty: http://webhook_host:webhook_port)"
+    )
+    twilio_sim_port: int = Field(8089, description="Port of the local Twilio-compatible server")
+
+    @property
+    def webhook_base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.webhook_host}:{self.webhook_port}").rstrip("/")
 
     def store_env(self, service: str) -> dict[str, str]:
         """The ``eventsourcing`` environment for one service's own store."""

@@ -38,13 +38,14 @@ async def connect(url: str, name: str, *, attempts: int = 60) -> Client:
     raise ConnectionError(f"cannot reach NATS at {url}: {last}")
 
 
-async def ensure_stream(js: JetStreamContext) -> None:
+async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
     """Create the events stream, or leave it as it is if it already exists."""
     config = StreamConfig(
         name=STREAM_NAME,
         subjects=[f"{SUBJECT_PREFIX}.>"],
         storage=StorageType.FILE,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        num_replicas=replicas,
     )
     try:
         await js.stream_info(STREAM_NAME)
