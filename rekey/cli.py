@@ -86,15 +86,19 @@ def up(
         folder,
         REKEY_NATS_URL=os.environ.get("REKEY_NATS_URL", f"nats://127.0.0.1:{nats_port}"),
         REKEY_SMTP_PORT=str(smtp_port),
+        REKEY_PORTAL_DEV_PAGES=os.environ.get("REKEY_PORTAL_DEV_PAGES", "true"),
     )
     os.environ.update(env)
     settings = Settings()
-    stack = Stack(settings, env=env)
+    stack = Stack(settings, env=env, portal=True)
     console.print(f"Starting Rekey in {folder.resolve()} ...")
     with stack:
         console.print(f"[green]Rekey is up.[/] NATS {settings.nats_url}, mail sink "
                       f"127.0.0.1:{settings.smtp_port} (read it with `rekey mail`), "
                       f"stores in {folder.resolve()}, logs in {folder.resolve() / 'logs'}")
+        console.print(f"[green]Portal:[/] {stack.portal_url}  help-desk console: "
+                      f"{stack.portal_url}console"
+                      + (f"  caught mail: {stack.portal_url}dev/mail" if settings.portal_dev_pages else ""))
         console.print("Try `rekey demo` in another terminal. Ctrl-C stops everything.")
         (folder / "rekey.pid").write_text(str(os.getpid()))
         try:
@@ -146,13 +150,18 @@ def serve(service: str, data_dir: DataDir = None) -> None:
     from shared.runtime import serve_forever
     from shared.settings import SERVICES
 
-    if service not in SERVICES:
-        err.print(f"Unknown service {service!r}: choose one of {', '.join(SERVICES)}.")
+    if service not in (*SERVICES, "portal"):
+        err.print(f"Unknown service {service!r}: choose one of {', '.join(SERVICES)} or portal.")
         raise typer.Exit(2)
     settings = settings_for(data_dir)
     logging.basicConfig(
         level=settings.log_level, format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"
     )
+    if service == "portal":  # the web edge: no store, no endpoints of its own on the bus
+        from services.portal.app import serve as serve_portal
+
+        serve_portal(settings)
+        return
     bootstrap = importlib.import_module(f"services.{service}.bootstrap")
     asyncio.run(serve_forever(bootstrap.build(settings), settings))
 
@@ -162,6 +171,7 @@ def demo(
     embedded: Annotated[bool, typer.Option(help="Start and stop a stack of its own")] = False,
     username: Annotated[str, typer.Option(help="Portal username of the demo user")] = "",
     data_dir: DataDir = None,
+    method: Annotated[str, typer.Option(help="Sign-in method to set up: app, push, sms or call")] = "app",
 ) -> None:
     """Walk the user guide for a demo user and print the history rebuilt from the stores."""
     from rekey.demo import run_demo
@@ -169,7 +179,7 @@ def demo(
     name = username or f"demo.{os.urandom(3).hex()}@masspasrr.org"
     if not embedded:
         settings = settings_for(data_dir)
-        raise typer.Exit(asyncio.run(run_demo(settings, name, console)))
+        raise typer.Exit(asyncio.run(run_demo(settings, name, console, method=method)))
 
     from rekey.ports import free_port
     from rekey.stack import Stack, prepare_environment
@@ -184,7 +194,7 @@ def demo(
         settings = Settings()
         console.print(f"Starting an embedded Rekey in {tmp} ...")
         with Stack(settings, env=env):
-            code = asyncio.run(run_demo(settings, name, console))
+            code = asyncio.run(run_demo(settings, name, console, method=method))
     raise typer.Exit(code)
 
 
@@ -248,15 +258,18 @@ def tickets_request(
 
 @tickets.command("list")
 def tickets_list(
-    state: Annotated[str | None, typer.Option(help="open, approved, rejected, closed")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="open, awaiting_second_approval, approved, rejected, closed, expired")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
+    """Tickets, with whether the requester's address is the one on file and the mail delivery."""
+    from rekey.ticket_views import ticket_row
+
     settings = settings_for(data_dir)
-    table = Table("ticket", "state", "username", "reason", "opened")
+    table = Table("ticket", "state", "username", "sender", "delivery", "reason", "opened")
     for t in call(settings, "ticketing", "list", state=state):
-        table.add_row(
-            *plain(t["ticket_number"], t["state"], t["username"], t["reason"], t["created_at"][:19])
-        )
+        table.add_row(*plain(*ticket_row(t)))
     console.print(table)
 
 
@@ -264,9 +277,10 @@ def tickets_list(
 def tickets_show(ticket: str, data_dir: DataDir = None) -> None:
     """A ticket and its timeline, from its events."""
     settings = settings_for(data_dir)
+    from rekey.ticket_views import ticket_summary
+
     t = call(settings, "ticketing", "show", ticket=ticket)
-    console.print(f"{t['ticket_number']} {t['state']}: {t['name']} <{t['email']}>, "
-                  f"{t['username']}, {t['reason']!r}", markup=False, highlight=False)
+    console.print(ticket_summary(t), markup=False, highlight=False)
     for item in t["timeline"]:
         facts = {k: v for k, v in item.items() if k not in ("at", "event")}
         console.print(f"  {item['at'][:19]}  {item['event']:<18} {facts}", markup=False)
@@ -363,6 +377,47 @@ def bench_pipeline(
     table = Table("store", "measure", "count", "seconds", "rate")
     for f in figures:
         table.add_row(f.store, f.name, str(f.count), f"{f.seconds:.2f}", f"{f.rate:,.1f} {f.unit}")
+    console.print(table)
+
+
+# --- verification: authenticator, twilio-sim, texts, bench challenges (rekey/verification_cli.py)
+from rekey.verification_cli import register as register_verification  # noqa: E402
+
+register_verification(app, bench)
+
+
+# --- ticketing and credentials (issue 4) ---------------------------------------------------
+@tickets.command("quarantine")
+def tickets_quarantine(data_dir: DataDir = None) -> None:
+    """Intake mail that could not become a ticket, with the reason and where it is kept."""
+    settings = settings_for(data_dir)
+    table = Table("received", "reason", "sender", "bytes", "kept in")
+    for q in call(settings, "ticketing", "quarantine"):
+        table.add_row(*plain(q["at"][:19], q["reason"], q["sender"], str(q["size"]), q["path"]))
+    console.print(table)
+
+
+@accounts.command("unlock")
+def accounts_unlock(
+    username: str,
+    agent: Annotated[str, typer.Option(help="The help-desk agent unlocking the account")],
+    reason: Annotated[str, typer.Option()] = "unlocked by the help desk",
+    data_dir: DataDir = None,
+) -> None:
+    """Unlock an account locked after failed sign-ins (recorded as AccountUnlocked)."""
+    settings = settings_for(data_dir)
+    result = call(settings, "credentials", "unlock", username=username, agent=agent, reason=reason)
+    console.print(f"Account {result['username']} unlocked.", markup=False)
+
+
+@bench.command("passwords")
+def bench_passwords(rounds: Annotated[int, typer.Option(help="Hashes and verifies to time")] = 20) -> None:
+    """argon2id hash and verify times and sign-ins per second per core (figures only)."""
+    from services.credentials.bench import run_password_bench
+
+    table = Table("measure", "value")
+    for f in run_password_bench(rounds):
+        table.add_row(f.name, f"{f.value:,.1f} {f.unit}")
     console.print(table)
 
 

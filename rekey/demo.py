@@ -63,6 +63,7 @@ async def run_demo(
     *,
     new_password: str | None = None,
     witness: dict[str, str] | None = None,
+    method: str = "app",
 ) -> int:
     """Walk the guide; returns the exit code. ``witness`` receives the secrets the person
     handled (temporary and new password, TOTP seed), so a test can prove no store kept them."""
@@ -79,7 +80,7 @@ async def run_demo(
         console.print(f"[bold cyan]{step:>2}.[/] {escape(text)}")
 
     try:
-        say(f"Provisioning the portal account [b]{username}[/] and the agent [b]{AGENT}[/]")
+        say(f"Provisioning the portal account {username} and the agent {AGENT}")
         for account in (
             {"username": username, "email": email, "display_name": "Demo User"},
             {"username": AGENT, "email": "agent@example.org", "display_name": "Help Desk Agent",
@@ -141,28 +142,33 @@ async def run_demo(
         )
         token = changed["token"]
 
-        say('"Keep your account secure": Microsoft Authenticator, "Scan the QR code"')
-        status = await client.call("verification", "status", username=username, token=token)
-        if not status["must_enroll"]:
-            raise DemoFailed("methods were not revoked by the reset")
-        registration = await client.call(
-            "verification", "start_app_registration", username=username, token=token
-        )
-        console.print(
-            f"    \"Can't scan image?\" account name: {registration['account_name']}, "
-            "secret key: (shown to the user only)"
-        )
+        if method != "app":  # push, sms, call: rekey/verification_demo.py
+            from rekey.verification_demo import enroll
 
-        say("The phone's app scans the QR code and shows a 6-digit code")
-        seed = witness["totp_seed"] = parse_qs(urlparse(registration["otpauth_uri"]).query)["secret"][0]
-        code = pyotp.TOTP(seed).now()
-        verified = await client.call(
-            "verification", "verify_code", username=username, token=token,
-            method_id=registration["method_id"], code=code,
-        )
-        console.print(
-            f'    "Success! ... Default sign-in method: {verified["default_label"]}"'
-        )
+            verified = await enroll(client, settings, username, token, method, say, console, witness)
+        else:
+            say('"Keep your account secure": Microsoft Authenticator, "Scan the QR code"')
+            status = await client.call("verification", "status", username=username, token=token)
+            if not status["must_enroll"]:
+                raise DemoFailed("methods were not revoked by the reset")
+            registration = await client.call(
+                "verification", "start_app_registration", username=username, token=token
+            )
+            console.print(
+                f"    \"Can't scan image?\" account name: {registration['account_name']}, "
+                "secret key: (shown to the user only)"
+            )
+
+            say("The phone's app scans the QR code and shows a 6-digit code")
+            seed = witness["totp_seed"] = parse_qs(urlparse(registration["otpauth_uri"]).query)["secret"][0]
+            code = pyotp.TOTP(seed).now()
+            verified = await client.call(
+                "verification", "verify_code", username=username, token=token,
+                method_id=registration["method_id"], code=code,
+            )
+            console.print(
+                f'    "Success! ... Default sign-in method: {verified["default_label"]}"'
+            )
 
         say('The Data Access Agreement: "I Accept", then "Confirm"')
         agreement = await client.call(

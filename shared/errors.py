@@ -50,6 +50,12 @@ class Unavailable(RekeyError):
     code = "unavailable"
 
 
+class RateLimited(RekeyError):
+    """Too many requests of one kind in a short time; the message says when to try again."""
+
+    code = "rate_limited"
+
+
 ERRORS_BY_CODE: dict[str, type[RekeyError]] = {
     cls.code: cls
     for cls in (
@@ -62,6 +68,7 @@ ERRORS_BY_CODE: dict[str, type[RekeyError]] = {
         Expired,
         Locked,
         Unavailable,
+        RateLimited,
     )
 }
 

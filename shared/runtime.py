@@ -40,6 +40,9 @@ class Wiring:
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     handlers: dict[tuple[str, str], EventHandler] = field(default_factory=dict)
     background: list[BackgroundTask] = field(default_factory=list)
+    # Run to completion before the consumer and endpoints start (e.g. sweeps that must not
+    # race fresh work).
+    startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_close: list[Callable[[], None]] = field(default_factory=list)
 
 
@@ -106,6 +109,8 @@ class ServiceRuntime:
             ack_wait=self.consumer_ack_wait,
             before_ack=self._consumer_hook,
         )
+        for step in wiring.startup:
+            await step()
         await serve_endpoints(self.nc, wiring.name, endpoints)
         await self.nc.flush()  # the server has our subscriptions before we say we are up
         runners: list[BackgroundTask] = [self.relay.run, self.consumer.run, *wiring.background]

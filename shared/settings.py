@@ -59,6 +59,43 @@ class Settings(BaseSettings):
     temp_password_hours: int = Field(24, description="Validity of a temporary password")
     portal_name: str = Field("PASRR Portal", description="Issuer name shown in authenticator apps")
     log_level: str = Field("INFO", description="Log level of every process")
+    # --- ticketing and credentials
+    smtp_ca_file: str = Field(
+        "", description="CA bundle (PEM) the mail server's certificate is verified against; empty: system CAs"
+    )
+    mail_attempts: int = Field(5, ge=1, description="Sending attempts per mail before it is given up")
+    mail_first_retry_seconds: float = Field(
+        2.0, ge=0, description="Wait before the second attempt; doubles after each failure"
+    )
+    helpdesk_address: str = Field("helpdesk@rekey.local", description="Address the mail intake accepts")
+    helpdesk_contact: str = Field(
+        "the help desk at 508.855.8329 or helpdesk@rekey.local",
+        description="Whom to call, as written in notification mails",
+    )
+    organisation_name: str = Field("MassPASRR", description="Organisation name (a banned password word)")
+    portal_username_domain: str = Field(
+        "masspasrr.org", description="Domain of portal usernames, to find one in an intake mail"
+    )
+    intake_host: str = Field("127.0.0.1", description="Interface of the ticketing mail intake")
+    intake_port: int = Field(0, ge=0, description="Port of the ticketing mail intake (0: no intake)")
+    intake_max_bytes: int = Field(64 * 1024, ge=1024, description="Largest mail the intake accepts")
+    intake_quarantine_dir: str = Field(
+        "", description="Folder for quarantined intake mail (empty: <data_dir>/quarantine)"
+    )
+    requests_per_sender: int = Field(5, ge=1, description="Reset requests per sender address per window")
+    requests_per_account: int = Field(5, ge=1, description="Reset requests per account per window")
+    request_window_seconds: int = Field(3600, ge=1, description="Window of the reset request limits")
+    four_eyes: bool = Field(False, description="A second agent must approve before the reset happens")
+    ticket_expiry_hours: float = Field(72.0, gt=0, description="Unhandled tickets expire after this")
+    ticket_expiry_check_seconds: float = Field(60.0, gt=0, description="How often expiry is checked")
+    mfa_always_required: bool = Field(
+        False, description="Every sign-in needs MFA: new passwords may then be 8 characters, not 15"
+    )
+    signin_lock_after: int = Field(5, ge=1, description="Failed sign-ins in a row that lock an account")
+    signin_lock_minutes: float = Field(15.0, gt=0, description="A lock ends by itself after this")
+    signin_attempts_per_minute: int = Field(
+        10, ge=1, description="Sign-in attempts per username per minute before throttling"
+    )
     # --- portal
     portal_host: str = Field("127.0.0.1", description="Address the web portal listens on")
     portal_port: int = Field(8080, description="Port of the web portal")
@@ -75,7 +112,7 @@ class Settings(BaseSettings):
     push_number_digits: int = Field(
         2, ge=2, le=6, description="Digits of the push number to match (6 per NIST SP 800-63B-4)"
     )
-    push_ttl_seconds: int = Field(120, ge=10, description="Life of a push challenge")
+    push_ttl_seconds: int = Field(120, ge=1, description="Life of a push challenge")
     push_max_wrong: int = Field(3, ge=1, description="Wrong numbers that kill a push challenge")
     method_lock_after: int = Field(5, ge=1, description="Consecutive failures that lock a method")
     phone_code_minutes: int = Field(10, ge=1, description="Validity of a code sent by text or call")
@@ -96,7 +133,9 @@ class Settings(BaseSettings):
         "", description="Base URL of a Twilio-compatible API (`rekey twilio-sim`); empty: real Twilio"
     )
     webhook_host: str = Field("127.0.0.1", description="Verification's Twilio webhook listener host")
-    webhook_port: int = Field(8088, description="Verification's Twilio webhook listener port")
+    webhook_port: int = Field(
+        0, description="Verification's Twilio webhook listener port (0: none; `rekey up` picks one)"
+    )
     public_base_url: str = Field(
         "", description="Public base URL Twilio calls back (empty: http://webhook_host:webhook_port)"
     )

@@ -50,9 +50,10 @@ def history_from_stores(settings: Settings, username: str) -> list[EventEnvelope
 
 def describe(event: EventEnvelope) -> str:
     """One line of facts for people; the JSON form carries everything."""
-    skip = {"ticket_id", "username"}
-    facts = ", ".join(f"{k}={_short(v)}" for k, v in event.body.items() if k not in skip)
-    return facts
+    skip = {"ticket_id", "username", "email_digest"}
+    return ", ".join(
+        f"{k}={_short(v)}" for k, v in event.body.items() if k not in skip and v is not None
+    )
 
 
 def _short(value: Any) -> str:

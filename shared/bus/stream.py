@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from urllib.parse import urlparse
 
 import nats
 from nats.aio.client import Client
@@ -19,10 +21,16 @@ DUPLICATE_WINDOW_SECONDS = 600.0
 
 
 async def connect(url: str, name: str, *, attempts: int = 60) -> Client:
-    """Connect, retrying while the server starts; reconnects forever once connected."""
+    """Connect, retrying while the server starts; reconnects forever once connected.
+
+    nats-py applies its reconnect policy to the first connection too, so with unlimited
+    reconnects it would wait forever for a server that is not there. The server is first
+    probed with a plain TCP connection, and only a reachable one gets the lasting client.
+    """
     last: Exception | None = None
-    for _ in range(attempts):
+    for attempt in range(attempts):
         try:
+            await _probe(url)
             return await nats.connect(
                 url,
                 name=name,
@@ -34,8 +42,28 @@ async def connect(url: str, name: str, *, attempts: int = 60) -> Client:
             )
         except Exception as exc:  # the server may not be up yet
             last = exc
-            await asyncio.sleep(0.5)
+            if attempt + 1 < attempts:
+                await asyncio.sleep(0.5)
     raise ConnectionError(f"cannot reach NATS at {url}: {last}")
+
+
+async def _probe(url: str) -> None:
+    """Succeeds when any of the (comma-separated) servers accepts a TCP connection."""
+    error: Exception = ConnectionError("no server in the URL")
+    for server in url.split(","):
+        parsed = urlparse(server.strip())
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(parsed.hostname or "127.0.0.1", parsed.port or 4222), 2
+            )
+        except (OSError, TimeoutError) as exc:
+            error = exc
+            continue
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+        return
+    raise error
 
 
 async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:

@@ -10,6 +10,7 @@ from shared.contracts.base import EventBody
 class AccountRegistered(EventBody):
     username: str
     email: str  # masked
+    email_digest: str | None = None  # keyed hash of the normalised address on file
     display_name: str
     role: str
 
@@ -44,3 +45,9 @@ class SignInFailed(EventBody):
 
 class AccountLocked(EventBody):
     failures: int
+    until: datetime | None = None
+
+
+class AccountUnlocked(EventBody):
+    agent: str
+    reason: str

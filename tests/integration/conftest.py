@@ -133,3 +133,62 @@ async def system(nats_server, mail_sink, settings_factory, store) -> AsyncIterat
 async def start_all(system: System, **options: Any) -> None:
     for name in SERVICES:
         await system.start(name, **options)
+
+
+# --- verification: the local Twilio server and a System whose services use it -------------------
+TWILIO_SID = "AC" + "5" * 32
+TWILIO_TOKEN = "sim-auth-token-for-tests-0123456789"
+
+
+@pytest.fixture
+def twilio_sim(tmp_path):
+    """The local Twilio-compatible server on a free port, keeping texts and calls in tmp_path."""
+    from rekey.ports import free_port
+    from rekey.twilio_sim import TwilioSim
+
+    sim = TwilioSim(tmp_path / "twilio", account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN,
+                    port=free_port(), answer_delay=0.05)
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture
+async def phone_system(nats_server, mail_sink, settings_factory, store, twilio_sim) -> AsyncIterator[System]:
+    """Like ``system``, with verification's texts and calls going through ``twilio_sim``."""
+    from rekey.ports import free_port
+
+    settings = settings_factory(
+        nats_server.url, store=store.name, postgres_db=store.postgres_db, smtp_port=mail_sink.port,
+        twilio_api_url=twilio_sim.url, twilio_account_sid=TWILIO_SID, twilio_auth_token=TWILIO_TOKEN,
+        webhook_port=free_port(),
+    )
+    sys_ = System(settings, nats_server, mail_sink)
+    sys_.twilio = twilio_sim  # type: ignore[attr-defined]
+    sys_._nc = await connect(settings.nats_url, "tests")
+    sys_.client = RekeyClient(sys_._nc, timeout=10)
+    try:
+        yield sys_
+    finally:
+        for name in list(sys_.runtimes):
+            with contextlib.suppress(Exception):
+                await sys_.stop(name)
+        await sys_._nc.close()
+
+
+async def start_verification(system: System) -> None:
+    """Start the verification service and wait until it answers (its first request can race
+    its start when it is the only service started)."""
+    from shared.errors import Unavailable
+
+    await system.start("verification")
+
+    async def answers() -> bool:
+        try:
+            return bool(await system.call("verification", "health"))
+        except Unavailable:
+            return False
+
+    await eventually(answers, what="the verification service to answer")

@@ -196,3 +196,25 @@ async def test_the_agreement_cannot_be_confirmed_without_accepting(system: Syste
     with pytest.raises(AuthenticationFailed):  # a password-stage token is not enough
         await system.call("consent", "present", username=USER,
                           token=issue_token(system.settings.token_key_bytes, USER, "password"))
+
+
+async def test_once_a_method_exists_a_password_alone_cannot_enrol_another(system: System):
+    await start_all(system)
+    await system.provision()
+    await system.approved_ticket()
+    temporary = await temporary_password(system)
+    token = (await system.call("credentials", "change_password", username=USER,
+                               current_password=temporary, new_password=NEW_PASSWORD))["token"]
+    registration = await system.call("verification", "start_app_registration", username=USER,
+                                     token=token)
+    seed = parse_qs(urlparse(registration["otpauth_uri"]).query)["secret"][0]
+    verified = await system.call("verification", "verify_code", username=USER, token=token,
+                                 method_id=registration["method_id"], code=pyotp.TOTP(seed).now())
+
+    before = system.app("verification").max_notification_id()
+    with pytest.raises(AuthenticationFailed, match="Sign in with your current method"):
+        await system.call("verification", "start_app_registration", username=USER, token=token)
+    assert system.app("verification").max_notification_id() == before
+    second = await system.call("verification", "start_app_registration", username=USER,
+                               token=verified["mfa_token"])
+    assert second["method_id"] != registration["method_id"]

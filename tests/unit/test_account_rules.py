@@ -323,3 +323,34 @@ def test_words_shorter_than_four_characters_are_not_held_against_the_password():
 def test_one_character_repeated_is_refused():
     with pytest.raises(InvalidRequest, match="repeated"):
         check_new_password("ab" * 10, username="alice")
+
+
+# --- lock by time, unlock by agent (issue 4) ---------------------------------------------------
+def test_a_lock_ends_by_itself_and_counting_starts_afresh():
+    account = new_account()
+    for _ in range(3):
+        account.record_failure("wrong password", now=NOW, lock_after=3, lock_minutes=15)
+    assert account.is_locked(NOW + timedelta(minutes=14))
+    assert not account.is_locked(NOW + timedelta(minutes=15))
+    account.collect_events()
+
+    account.record_failure("wrong password", now=NOW + timedelta(minutes=16), lock_after=3)
+
+    assert names(account) == ["SignInFailed"]
+    assert account.failures == 1
+
+
+def test_an_agent_unlock_is_recorded_and_resets_failures():
+    from shared.errors import Conflict
+
+    account = new_account()
+    fail(account, 5)
+    account.collect_events()
+
+    account.unlock("agent.smith", "called back")
+
+    [unlocked] = account.collect_events()
+    assert type(unlocked).__name__ == "AccountUnlocked" and unlocked.agent == "agent.smith"
+    assert not account.is_locked() and account.failures == 0
+    with pytest.raises(Conflict):
+        account.unlock("agent.smith", "again")

@@ -294,3 +294,69 @@ def test_filed_tickets_are_kept_in_order():
 
     assert file.tickets == [first, second]
     assert names(file) == ["AccountFileOpened", "TicketFiled", "TicketFiled"]
+
+
+# --- four eyes, unverified senders, joining, expiry (issue 4) ----------------------------------
+def test_with_four_eyes_the_first_approval_only_records_it():
+    from services.ticketing.domain import AWAITING_SECOND
+
+    ticket = opened(new_ticket())
+
+    assert ticket.approve("bob", four_eyes=True) is False
+
+    assert names(ticket) == ["ApprovalRecorded"]
+    assert ticket.state == AWAITING_SECOND
+    assert ticket.approve("dave", four_eyes=True) is True
+    assert names(ticket) == ["ResetApproved"]
+    assert ticket.state == APPROVED
+
+
+def test_with_four_eyes_the_same_agent_cannot_approve_twice_whatever_the_case():
+    from services.ticketing.domain import SecondApprovalRequired
+
+    ticket = opened(new_ticket())
+    ticket.approve("bob", four_eyes=True)
+    ticket.collect_events()
+
+    with pytest.raises(SecondApprovalRequired):
+        ticket.approve(" BOB", four_eyes=True)
+    assert ticket.collect_events() == []
+
+
+def test_a_ticket_from_an_address_not_on_file_needs_the_identity_check_before_approval():
+    from services.ticketing.domain import IdentityCheckRequired
+
+    ticket = Ticket(name="A", email="x@evil.example", username="alice", reason="r",
+                    requested_by="alice", channel="email", sender_verified=False)
+    ticket.collect_events()
+
+    with pytest.raises(IdentityCheckRequired):
+        ticket.approve("bob")
+    ticket.verify_identity("bob", "call_back", "called the number on file")
+    assert ticket.approve("bob") is True
+
+
+def test_a_request_joins_an_open_ticket_but_not_a_decided_one():
+    ticket = opened(new_ticket())
+    ticket.join("Alice", "alice@example.org", "again", "email", True)
+    assert names(ticket) == ["RequestJoined"] and ticket.joined == 1
+    ticket.reject("bob", "no")
+    with pytest.raises(TicketNotOpen):
+        ticket.join("Alice", "alice@example.org", "again", "email", True)
+
+
+def test_an_undecided_ticket_expires_after_the_set_time_and_a_decided_one_never():
+    from datetime import timedelta
+
+    from services.ticketing.domain import EXPIRED
+
+    ticket = opened(new_ticket())
+    after = timedelta(hours=72)
+    assert ticket.expire(ticket.modified_on + timedelta(hours=71), after) is False
+    assert ticket.expire(ticket.modified_on + after, after) is True
+    assert ticket.state == EXPIRED
+    assert names(ticket) == ["TicketExpired"]
+
+    decided = opened(new_ticket())
+    decided.approve("bob")
+    assert decided.expire(decided.modified_on + timedelta(days=365), after) is False

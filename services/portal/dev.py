@@ -1,0 +1,36 @@
+"""Developer pages (REKEY_PORTAL_DEV_PAGES=true, which `rekey up` sets): the caught mail,
+so a person can walk the whole guide in a browser on one machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from rekey.mailsink import list_mails
+from services.portal.web import portal_of, render
+
+
+def mail_folder(request: Request) -> Path:
+    return Path(portal_of(request).settings.data_dir) / "mail"
+
+
+async def mail_list(request: Request) -> Response:
+    mails = list(reversed(list_mails(mail_folder(request))))
+    return render(request, "dev_mail.html", mails=mails, mail=None)
+
+
+async def mail_read(request: Request) -> Response:
+    name = request.path_params["name"]
+    mail = next((m for m in list_mails(mail_folder(request)) if m.path.name == name), None)
+    if mail is None:
+        return render(request, "problem.html", 404, title="No such mail", message="",
+                      advice="It may have been removed.", next_url="/dev/mail",
+                      next_label="All mail")
+    return render(request, "dev_mail.html", mails=[], mail=mail)
+
+
+def routes() -> list[Route]:
+    return [Route("/dev/mail", mail_list), Route("/dev/mail/{name}", mail_read)]

@@ -1,0 +1,192 @@
+"""Rules of codes and challenges, without a network: TOTP replay, push numbers, sent codes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pyotp
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.verification import push, totp
+from services.verification.domain import (
+    APP,
+    PHONE,
+    PUSH,
+    SMS,
+    ChallengeClosed,
+    ChallengeExpired,
+    CodeRejected,
+    Enrollment,
+    MethodLockedError,
+    UnknownDevice,
+)
+from services.verification.phone import COUNTRIES, masked, parse_phone
+from shared.errors import InvalidRequest
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+def names(enrollment: Enrollment) -> list[str]:
+    return [type(e).__name__ for e in enrollment.collect_events()]
+
+
+def with_push_device() -> Enrollment:
+    e = Enrollment(username="alice")
+    e.start_registration(method_id="m1", method_type=APP, secret_ref="r", started_at=T0,
+                         activation_hash="h")
+    e.activate_device("m1", True, "d1", "pk", "phone", "fp", T0)
+    e.issue_challenge("c1", "m1", APP, "registration", kind=PUSH, issued_at=T0,
+                      expires_at=T0 + timedelta(minutes=2), code_hash="x")
+    e.collect_events()
+    return e
+
+
+def with_phone() -> Enrollment:
+    e = Enrollment(username="alice")
+    e.start_registration(method_id="p1", method_type=PHONE, secret_ref="r", started_at=T0,
+                         channel="sms", masked_phone="+1 ••• ••• 0142")
+    e.issue_challenge("s1", "p1", PHONE, "registration", kind=SMS, issued_at=T0,
+                      expires_at=T0 + timedelta(minutes=10), code_hash="h1")
+    e.collect_events()
+    return e
+
+
+# --- TOTP: the window and replay (property tests) -----------------------------------------------
+@settings(database=None, max_examples=150)
+@given(steps=st.lists(st.integers(min_value=1, max_value=10_000), min_size=1, max_size=25))
+def test_a_step_is_accepted_only_if_later_than_every_step_accepted_before(steps: list[int]):
+    e = Enrollment(username="alice")
+    e.start_registration(method_id="m1", method_type=APP, secret_ref="r", started_at=T0)
+    accepted: list[int] = []
+    for n, step in enumerate(steps):
+        if e.methods["m1"].locked:
+            break
+        ok = e.verify("m1", f"c{n}", step, lock_after=10**6)
+        assert ok == (not accepted or step > max(accepted))
+        if ok:
+            accepted.append(step)
+    assert accepted == sorted(set(accepted))
+
+
+@settings(database=None, max_examples=150)
+@given(t=st.integers(min_value=10_000, max_value=4_000_000_000))
+def test_the_same_code_is_accepted_once_within_its_window(t: int):
+    e = Enrollment(username="alice")
+    e.start_registration(method_id="m1", method_type=APP, secret_ref="r", started_at=T0)
+    code = pyotp.TOTP(SEED).at(t)
+
+    first = totp.matching_step(SEED, code, now=t)
+    assert e.verify("m1", "c1", first) is True
+    for later in (t, t + 29, t + 30):  # the code is still inside the window, but used
+        assert e.verify("m1", "c2", totp.matching_step(SEED, code, now=later)) is False
+    assert e.collect_events()[-1].reason in ("code already used", "wrong code")
+
+
+# --- push numbers -------------------------------------------------------------------------------
+@pytest.mark.parametrize("digits", [2, 6])
+def test_push_numbers_have_the_configured_number_of_digits(digits: int):
+    numbers = {push.new_number(digits) for _ in range(200)}
+    assert all(len(n) == digits and n.isdigit() for n in numbers)
+    assert len(numbers) > 10
+
+
+def test_three_wrong_numbers_kill_a_push_challenge():
+    e = with_push_device()
+    for n in range(3):
+        assert e.answer_push("c1", "d1", False, f"n{n}", T0) is False
+    failed = e.collect_events()
+    assert [f.dead for f in failed] == [False, False, True]
+    with pytest.raises(ChallengeClosed):
+        e.answer_push("c1", "d1", True, "n9", T0)
+
+
+def test_a_push_answer_after_two_minutes_is_expired_and_records_nothing():
+    e = with_push_device()
+    with pytest.raises(ChallengeExpired):
+        e.answer_push("c1", "d1", True, "n1", T0 + timedelta(minutes=2, seconds=1))
+    assert e.collect_events() == []
+
+
+def test_an_unknown_device_cannot_answer():
+    e = with_push_device()
+    with pytest.raises(UnknownDevice):
+        e.answer_push("c1", "d-other", True, "n1", T0)
+
+
+def test_a_reused_nonce_is_refused():
+    e = with_push_device()
+    e.answer_push("c1", "d1", False, "n1", T0)
+    with pytest.raises(ChallengeClosed, match="already received"):
+        e.answer_push("c1", "d1", False, "n1", T0)
+
+
+def test_a_signature_covers_every_field():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    fields = {"challenge_id": "c1", "number": "42", "nonce": "n"}
+    signature = push.sign(key, "respond", fields)
+    public = push.public_key_text(key)
+    assert push.signature_ok(public, signature, "respond", fields)
+    assert not push.signature_ok(public, signature, "respond", {**fields, "number": "43"})
+    assert not push.signature_ok(public, signature, "pending", fields)
+    other = push.public_key_text(Ed25519PrivateKey.generate())
+    assert not push.signature_ok(other, signature, "respond", fields)
+
+
+# --- codes sent by text or call -----------------------------------------------------------------
+def test_a_new_code_supersedes_the_pending_one():
+    e = with_phone()
+    e.issue_challenge("s2", "p1", PHONE, "registration", kind=SMS, issued_at=T0,
+                      expires_at=T0 + timedelta(minutes=10), code_hash="h2")
+    assert e.issued["s1"].state == "superseded"
+    assert e.latest_challenge("p1", (SMS,)).challenge_id == "s2"
+
+
+def test_a_sent_code_expires_after_its_minutes_and_the_refusal_records_nothing():
+    e = with_phone()
+    with pytest.raises(ChallengeExpired):
+        e.verify_sent_code("p1", True, T0 + timedelta(minutes=10, seconds=1))
+    assert e.collect_events() == []
+
+
+def test_a_sent_code_is_single_use():
+    e = with_phone()
+    assert e.verify_sent_code("p1", True, T0) is True
+    assert names(e) == ["ChallengeVerified", "MethodRegistered", "DefaultMethodSet"]
+    with pytest.raises(CodeRejected, match="No code is waiting"):
+        e.verify_sent_code("p1", True, T0)
+
+
+def test_failures_count_across_new_codes_until_the_method_locks():
+    e = with_phone()
+    for n in range(5):
+        e.issue_challenge(f"s{n + 2}", "p1", PHONE, "registration", kind=SMS, issued_at=T0,
+                          expires_at=T0 + timedelta(minutes=10), code_hash="h")
+        e.verify_sent_code("p1", False, T0, lock_after=5)
+    assert "MethodLocked" in names(e)
+    with pytest.raises(MethodLockedError):
+        e.verify_sent_code("p1", True, T0)
+
+
+def test_only_a_registered_method_can_become_the_default():
+    e = with_phone()
+    with pytest.raises(InvalidRequest):
+        e.set_default("p1")
+
+
+# --- phone numbers ------------------------------------------------------------------------------
+def test_numbers_are_stored_as_e164_and_shown_masked():
+    assert parse_phone("(508) 555-0142") == "+15085550142"
+    assert parse_phone("+44 20 7946 0958", "US") == "+442079460958"
+    assert masked("+15085550142") == "+1 ••• ••• 0142"
+    assert COUNTRIES[0] == ("US", "United States (+1)")
+
+
+@pytest.mark.parametrize("number", ["", "abc", "555", "+1 000 000 0000"])
+def test_an_invalid_number_is_refused_clearly(number: str):
+    with pytest.raises(InvalidRequest):
+        parse_phone(number)
