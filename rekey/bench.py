@@ -29,6 +29,7 @@ from shared.bus.stream import connect
 from shared.client import RekeyClient
 from shared.runtime import ServiceRuntime
 from shared.settings import SERVICES, Settings, new_key
+from shared.waiting import eventually
 
 TEMPORARY = re.compile(r"Temporary password: (\S+)")
 
@@ -217,15 +218,8 @@ async def reset_once(client: RekeyClient, mail: Path, user: str, agent: str) -> 
 async def _retry(attempt: Any, timeout: float = 60.0) -> Any:
     from shared.errors import NotFound
 
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(NotFound):
-            result = await attempt()
-            if result:
-                return result
-        if time.monotonic() > deadline:
-            raise TimeoutError("the services did not catch up in time")
-        await asyncio.sleep(0.05)
+    return await eventually(attempt, what="the services to catch up", timeout=timeout,
+                            retry_on=(NotFound,))
 
 
 async def run_pipeline_bench(stores: list[str], events: int, resets: int) -> list[Figure]:

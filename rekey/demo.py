@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,8 @@ from shared.bus.stream import connect
 from shared.client import RekeyClient
 from shared.errors import Conflict, NotAllowed, NotFound, RekeyError
 from shared.settings import Settings
+from shared.waiting import StillWaiting
+from shared.waiting import eventually as wait_until
 
 TEMPORARY = re.compile(r"Temporary password: (\S+)")
 AGENT = "helpdesk.agent"
@@ -43,17 +44,12 @@ async def eventually(
     retry_on: tuple[type[Exception], ...] = (NotFound,),
 ) -> Any:
     """Retry while the services catch up with each other's events (eventual consistency)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = await attempt()
-        except retry_on:
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise DemoFailed(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
+    try:
+        return await wait_until(
+            attempt, what=what, timeout=timeout, interval=0.2, retry_on=retry_on
+        )
+    except StillWaiting as exc:
+        raise DemoFailed(str(exc)) from None
 
 
 async def run_demo(

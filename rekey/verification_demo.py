@@ -7,11 +7,9 @@ keeps, and the sign-in screen's answers.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from rekey.demo import DemoFailed as EnrollFailed
 from rekey.twilio_sim import latest_text_to
 from shared.client import RekeyClient
 from shared.settings import Settings
+from shared.waiting import StillWaiting, eventually
 
 METHODS = ("app", "push", "sms", "call")
 CODE = re.compile(r"^(\d{6}) ")
@@ -32,16 +31,10 @@ CODE = re.compile(r"^(\d{6}) ")
 
 
 async def _until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise EnrollFailed(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
+    try:
+        return await eventually(check, what=what, timeout=timeout, interval=0.2)
+    except StillWaiting as exc:
+        raise EnrollFailed(str(exc)) from None
 
 
 async def enroll(

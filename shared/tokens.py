@@ -29,14 +29,26 @@ def _unb64(text: str) -> bytes:
 def issue_token(key: bytes, username: str, stage: str, ttl_seconds: int = 900) -> str:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
-    claims = {"sub": username, "stage": stage, "exp": int(time.time()) + ttl_seconds}
+    now = time.time()
+    claims = {"sub": username, "stage": stage, "iat": round(now, 3), "exp": int(now) + ttl_seconds}
     payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
     signature = _b64(hmac.new(key, payload.encode(), sha256).digest())
     return f"{payload}.{signature}"
 
 
-def verify_token(key: bytes, token: str, stage: str, username: str | None = None) -> str:
-    """The token's username, if it is genuine, unexpired, of ``stage`` and for ``username``."""
+def verify_token(
+    key: bytes,
+    token: str,
+    stage: str,
+    username: str | None = None,
+    *,
+    issued_after: float | None = None,
+) -> str:
+    """The token's username, if it is genuine, unexpired, of ``stage`` and for ``username``.
+
+    ``issued_after`` (a POSIX time) refuses tokens from before an event such as a reset: a
+    sign-in that predates the reset must not enrol the user's new methods.
+    """
     refused = AuthenticationFailed("Your sign-in has expired or is not valid. Sign in again.")
     try:
         payload, signature = token.split(".", 1)
@@ -50,4 +62,6 @@ def verify_token(key: bytes, token: str, stage: str, username: str | None = None
         raise refused
     if username is not None and claims.get("sub", "").lower() != username.lower():
         raise refused
+    if issued_after is not None and float(claims.get("iat", 0)) < issued_after:
+        raise AuthenticationFailed("Your account was reset after you signed in. Sign in again.")
     return str(claims["sub"])

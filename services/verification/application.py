@@ -516,16 +516,20 @@ class VerificationApplication(ServiceApplication):
         return {"default_method": cmd.method_id, "default_label": method.label}
 
     # --- helpers -----------------------------------------------------------------------------
-    def _signed_in(self, username: str, token: str) -> str:
-        return verify_token(self.settings.token_key_bytes, token, "password", username)
+    def _signed_in(self, username: str, token: str, stage: str = "password") -> str:
+        """The username a token vouches for; tokens from before the last reset do not count."""
+        reset_at = self._enrollment(username).reset_at
+        return verify_token(
+            self.settings.token_key_bytes, token, stage, username,
+            issued_after=reset_at.timestamp() if reset_at else None,
+        )
 
     def _may_change_methods(self, username: str, token: str) -> tuple[str, Enrollment]:
         """The first method needs only the password step; once a user has a method, adding
         or changing one needs a completed MFA sign-in, or a stolen password alone would let
         anyone enrol their own phone."""
-        key = self.settings.token_key_bytes
         try:
-            return verify_token(key, token, "mfa", username), self._enrollment(username)
+            return self._signed_in(username, token, "mfa"), self._enrollment(username)
         except AuthenticationFailed:
             username = self._signed_in(username, token)
         enrollment = self._enrollment(username)

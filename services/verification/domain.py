@@ -120,6 +120,7 @@ class Enrollment(UserAggregate):
         self.methods: dict[str, Method] = {}
         self.default_method: str | None = None
         self.issued: dict[str, Challenge] = {}
+        self.reset_at: datetime | None = None
 
     # --- queries -----------------------------------------------------------------------------
     @property
@@ -173,11 +174,18 @@ class Enrollment(UserAggregate):
         this service after the user has already begun to set up a method.
         """
         old = [m for m in self.methods.values() if m.started_at <= approved_at]
-        self._revoked(ticket_id=ticket_id, revoked=sorted(m.method_id for m in old))
+        self._revoked(
+            ticket_id=ticket_id, revoked=sorted(m.method_id for m in old), reset_at=approved_at
+        )
         return old
 
     @event("MethodsRevoked")
-    def _revoked(self, ticket_id: str | None, revoked: list[str]) -> None:
+    def _revoked(
+        self, ticket_id: str | None, revoked: list[str], reset_at: datetime | None = None
+    ) -> None:
+        # reset_at is absent from events stored before it was recorded: they change nothing.
+        if reset_at is not None:
+            self.reset_at = reset_at
         for method_id in revoked:
             self.methods.pop(method_id, None)
         self.issued = {k: c for k, c in self.issued.items() if c.method_id in self.methods}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -21,6 +20,8 @@ from shared.bus.stream import connect
 from shared.client import RekeyClient
 from shared.runtime import ServiceRuntime
 from shared.settings import SERVICES, Settings
+from shared.waiting import StillWaiting
+from shared.waiting import eventually as wait_until
 
 AGENT = "agent.smith"
 AGENT_PASSWORD = "a long agent passphrase for tests"
@@ -101,16 +102,10 @@ class System:
 async def eventually(
     check: Callable[[], Any | Awaitable[Any]], timeout: float = 15.0, what: str = "condition"
 ) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+    try:
+        return await wait_until(check, what=what, timeout=timeout)
+    except StillWaiting as exc:
+        raise AssertionError(str(exc)) from None
 
 
 @pytest.fixture

@@ -218,3 +218,16 @@ async def test_once_a_method_exists_a_password_alone_cannot_enrol_another(system
     second = await system.call("verification", "start_app_registration", username=USER,
                                token=verified["mfa_token"])
     assert second["method_id"] != registration["method_id"]
+
+
+async def test_a_sign_in_from_before_the_reset_cannot_enrol_a_method_after_it(system: System):
+    from shared.tokens import issue_token
+
+    await start_all(system)
+    await system.provision()
+    stale = issue_token(system.settings.token_key_bytes, USER, "password")
+    await system.approved_ticket()
+    await eventually(lambda: "MethodsRevoked" in system.event_names("verification"))
+    with pytest.raises(AuthenticationFailed, match="reset after you signed in"):
+        await system.call("verification", "start_app_registration", username=USER, token=stale)
+    assert "MethodRegistrationStarted" not in system.event_names("verification")
