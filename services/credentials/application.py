@@ -63,7 +63,10 @@ THROTTLED = "Too many sign-in attempts. Wait a minute and try again."
 class CredentialsApplication(ServiceApplication):
     service = "credentials"
     system_events = frozenset(
-        {"PasswordIssued", "TemporaryPasswordSent", "TemporaryPasswordDeliveryFailed", "AccountLocked"}
+        {
+            "PasswordIssued", "TemporaryPasswordSent", "TemporaryPasswordDeliveryFailed",
+            "AccountLocked", "NoticeIntended", "NoticeSent", "NoticeFailed",
+        }
     )
 
     def __init__(self, settings: Any, env: dict[str, str] | None = None) -> None:

@@ -51,3 +51,21 @@ class AccountLocked(EventBody):
 class AccountUnlocked(EventBody):
     agent: str
     reason: str
+
+
+class NoticeIntended(EventBody):
+    """A mail to the address on file telling the user what changed (kind: reset_approved,
+    methods_revoked, method_registered, password_changed)."""
+
+    intent_id: str
+    kind: str
+    detail: str = ""
+
+
+class NoticeSent(EventBody):
+    intent_id: str
+
+
+class NoticeFailed(EventBody):
+    intent_id: str
+    reason: str

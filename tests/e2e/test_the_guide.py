@@ -100,7 +100,10 @@ def test_the_guide_end_to_end_leaves_a_secret_free_auditable_history(stack: Stac
     events = [json.loads(line) for line in live.stdout.splitlines()]
     names = [e["name"] for e in events]
     assert names[0] == "AccountRegistered"
-    assert names[-1] == "TicketClosed"
+    ticketing = [e["name"] for e in events if e["source"] == "ticketing"]
+    assert ticketing[-1] == "TicketClosed"
+    assert names.index("AgreementAccepted") < names.index("TicketClosed")
+    assert {"NoticeIntended", "NoticeSent"} <= set(names)  # the user was told by mail
     for expected in ("ResetRequested", "IdentityVerified", "ResetApproved", "MethodsRevoked",
                      "PasswordIssued", "TemporaryPasswordSent", "SignInSucceeded",
                      "PasswordChanged", "MethodRegistrationStarted", "ChallengeIssued",
