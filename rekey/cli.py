@@ -77,6 +77,7 @@ def up(
     data_dir: DataDir = None,
     nats_port: Annotated[int, typer.Option(help="Port of the embedded nats-server")] = 14222,
     smtp_port: Annotated[int, typer.Option(help="Port of the local mail sink")] = 8025,
+    intake_port: Annotated[int, typer.Option(help="Port of the help desk's mail intake")] = 2525,
 ) -> None:
     """Start the whole system on its embedded defaults; Ctrl-C stops it."""
     from rekey.stack import Stack, prepare_environment
@@ -87,6 +88,7 @@ def up(
         REKEY_NATS_URL=os.environ.get("REKEY_NATS_URL", f"nats://127.0.0.1:{nats_port}"),
         REKEY_SMTP_PORT=str(smtp_port),
         REKEY_PORTAL_DEV_PAGES=os.environ.get("REKEY_PORTAL_DEV_PAGES", "true"),
+        REKEY_INTAKE_PORT=os.environ.get("REKEY_INTAKE_PORT", str(intake_port)),
     )
     os.environ.update(env)
     settings = Settings()
@@ -99,6 +101,8 @@ def up(
         console.print(f"[green]Portal:[/] {stack.portal_url}  help-desk console: "
                       f"{stack.portal_url}console"
                       + (f"  caught mail: {stack.portal_url}dev/mail" if settings.portal_dev_pages else ""))
+        console.print(f"[green]Help-desk mail intake:[/] write to {settings.helpdesk_address} "
+                      f"via SMTP 127.0.0.1:{stack.intake_port}")
         console.print("Try `rekey demo` in another terminal. Ctrl-C stops everything.")
         (folder / "rekey.pid").write_text(str(os.getpid()))
         try:

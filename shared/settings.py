@@ -55,7 +55,6 @@ class Settings(BaseSettings):
     )
     smtp_sender: str = Field("Rekey Help Desk <helpdesk@rekey.local>", description="From address")
     smtp_subject_tag: str = Field("[secure]", description="Subject tag an encryption gateway keys on")
-    mail_sink_port: int = Field(8025, description="Port of the local mail sink that `rekey up` runs")
     temp_password_hours: int = Field(24, description="Validity of a temporary password")
     portal_name: str = Field("PASRR Portal", description="Issuer name shown in authenticator apps")
     log_level: str = Field("INFO", description="Log level of every process")

@@ -11,7 +11,6 @@ from typing import Any
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Tracking
 
-from services.credentials.addresses import address_digest
 from services.credentials.commands import ChangePassword, RegisterAccount, SignIn, UnlockAccount
 from services.credentials.domain import LOCKED_MESSAGE, Account, AccountLockedError, refused
 from services.credentials.passwords import (
@@ -22,6 +21,7 @@ from services.credentials.passwords import (
     verify_password,
 )
 from services.credentials.throttle import AttemptWindow, PhantomLocks
+from shared.addresses import address_digest
 from shared.application import ServiceApplication, normalise_username, same_user
 from shared.contracts import EventEnvelope
 from shared.errors import Conflict, InvalidRequest, Locked, NotAllowed, NotFound

@@ -8,10 +8,10 @@ from collections.abc import Awaitable
 
 from services.credentials import commands as c
 from services.credentials.application import CredentialsApplication, Delivery, Notice
-from services.credentials.mailer import Mailer
 from services.credentials.notices import notice_mail, temporary_password_mail
 from shared.bus.rpc import Endpoint
 from shared.contracts import EventEnvelope
+from shared.mailer import Mailer
 from shared.runtime import Wiring, in_thread
 from shared.settings import Settings
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 from services.credentials.application import Delivery, Notice
-from services.credentials.mailer import Mailer
 from shared.contracts.ticketing import ticket_number
+from shared.mailer import Mailer
 from shared.settings import Settings
 
 WHAT_HAPPENED = {

@@ -13,7 +13,6 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Tracking
 
-from services.credentials.addresses import address_digest, same_digest
 from services.ticketing.commands import (
     ApproveReset,
     RejectReset,
@@ -28,6 +27,7 @@ from services.ticketing.domain import (
     Ticket,
 )
 from services.ticketing.limits import RequestLimits
+from shared.addresses import address_digest, same_digest
 from shared.application import ServiceApplication, normalise_username
 from shared.contracts import EventEnvelope
 from shared.contracts.ticketing import ticket_number

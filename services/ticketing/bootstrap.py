@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 import logging
 
-from services.credentials.mailer import Mailer
 from services.ticketing import commands as c
 from services.ticketing.application import Acknowledgement, TicketingApplication
 from services.ticketing.intake import IntakeHandler, serve_intake
 from shared.bus.rpc import Endpoint
+from shared.mailer import Mailer
 from shared.runtime import Wiring, in_thread
 from shared.settings import Settings
 
