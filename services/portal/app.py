@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from services.portal import console, dev, user
+from services.portal import challenge, console, dev, phone, user
 from services.portal.security import HEADERS
 from services.portal.sessions import COOKIE
 from services.portal.web import CsrfRefused, Portal, problem_page, render, sign_out
@@ -100,6 +100,8 @@ def create_app(settings: Settings) -> Starlette:
     routes: list[Route | Mount] = [
         Route("/healthz", healthz),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        *phone.routes(),  # before user's /security-info/{flow}/... patterns
+        *challenge.routes(),
         *user.routes(),
         *console.routes(),
     ]

@@ -15,7 +15,6 @@ from shared.client import RekeyClient
 from shared.errors import RekeyError, Unavailable
 
 PROBE_SECONDS = 30.0
-PHONE_SCREENS = False
 
 # Verification endpoints each screen needs; a screen is offered only when all of them answer.
 NEEDS: dict[str, tuple[str, ...]] = {
@@ -66,8 +65,6 @@ class Capabilities:
                          "Approve sign-in requests or use one-time codes", True),
             MethodChoice("other-app", "Authenticator app",
                          "Any app that shows 6-digit codes (TOTP)", True),
-            # The phone screens (country, number, "Text me a code" / "Call me") are not built
-            # yet: listed as not yet available even once verification offers phone methods.
             MethodChoice("phone", "Phone", "Get a call or text to sign in with a code",
-                         self._known.get("phone", False) and PHONE_SCREENS),
+                         self._known.get("phone", False)),
         ]

@@ -12,6 +12,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.portal.challenge import begin_challenge
+from services.portal.flow import (
+    APP_FLOWS,
+    CODE,
+    at_stage,
+    enrolling,
+    progress,
+    registered,
+    where_next,
+)
 from services.portal.web import (
     client_address,
     ensure_session,
@@ -27,48 +37,9 @@ from services.portal.web import (
 from shared.errors import AuthenticationFailed, Expired, InvalidRequest, Locked
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-CODE = re.compile(r"^\d{6}$")
-
-# The steps of each way to set up a method, for the progress shown on every screen.
-STEPS: dict[str, list[str]] = {
-    "app": ["Get the app", "Set up your account", "Scan the QR code", "Enter the code", "Done"],
-    "other-app": ["Scan the QR code", "Enter the code", "Done"],
-}
-FLOW_TITLES = {"app": "Microsoft Authenticator", "other-app": "Authenticator app"}
 
 
 # --- where a person belongs ----------------------------------------------------------------
-def where_next(request: Request) -> str:
-    session = session_of(request)
-    stage = session.stage if session else None
-    if stage == "change_password":
-        return "/password/new"
-    if stage == "password":
-        return "/security-info" if session and session.get("must_enroll") else "/sign-in/verify"
-    if stage == "mfa":
-        return "/agreement"
-    if stage == "portal":
-        return "/home"
-    if stage == "agent":
-        return "/console"
-    return "/sign-in"
-
-
-def at_stage(request: Request, *stages: str) -> bool:
-    session = session_of(request)
-    return session is not None and session.stage in stages
-
-
-def enrolling(request: Request) -> bool:
-    session = session_of(request)
-    return at_stage(request, "password") and bool(session and session.get("must_enroll"))
-
-
-def progress(flow: str, step: str) -> dict[str, Any]:
-    steps = STEPS[flow]
-    return {"steps": steps, "current": steps.index(step), "method_title": FLOW_TITLES[flow]}
-
-
 async def home_or_start(request: Request) -> Response:
     return redirect(where_next(request))
 
@@ -154,6 +125,8 @@ async def after_password(request: Request, username: str, token: str) -> None:
         must_enroll=bool(status["must_enroll"]), methods=status.get("methods", []),
         method_id=status.get("default_method"),
     )
+    if not status["must_enroll"]:  # a later sign-in: challenge the default method now
+        await begin_challenge(request)
 
 
 # --- a new password, with the temporary one ------------------------------------------------
@@ -214,7 +187,7 @@ async def other_app(request: Request) -> Response:
 
 async def start_registration(request: Request) -> Response:
     flow = request.path_params["flow"]
-    if not enrolling(request) or flow not in STEPS:
+    if not enrolling(request) or flow not in APP_FLOWS:
         return redirect(where_next(request))
     await form_of(request)
     session = ensure_session(request)
@@ -244,7 +217,7 @@ def registration_of(request: Request, flow: str) -> dict[str, Any] | None:
 
 async def scan_qr(request: Request) -> Response:
     flow = request.path_params["flow"]
-    if not enrolling(request) or flow not in STEPS:
+    if not enrolling(request) or flow not in APP_FLOWS:
         return redirect(where_next(request))
     registration = registration_of(request, flow)
     if registration is None:
@@ -261,7 +234,7 @@ async def scan_qr(request: Request) -> Response:
 
 async def enter_code(request: Request) -> Response:
     flow = request.path_params["flow"]
-    if not enrolling(request) or flow not in STEPS:
+    if not enrolling(request) or flow not in APP_FLOWS:
         return redirect(where_next(request))
     registration = registration_of(request, flow)
     if registration is None:
@@ -282,9 +255,7 @@ async def enter_code(request: Request) -> Response:
         )
     except InvalidRequest as exc:
         return render(request, "enter_code.html", 400, error=exc.message, **context)
-    session.data.pop("registration", None)
-    session.data.update(stage="mfa", mfa_token=answer["mfa_token"], must_enroll=False,
-                        default_label=answer.get("default_label"), just_registered=True)
+    registered(request, answer)
     return redirect("/security-info/success")
 
 
@@ -325,10 +296,8 @@ async def push_state(request: Request) -> dict[str, Any] | None:
         token=session.get("password_token"), challenge_id=push["challenge_id"],
     )
     if answer.get("state") == "verified" and answer.get("mfa_token"):
-        session.data.pop("registration", None)
-        session.data.update(stage="mfa", mfa_token=answer["mfa_token"], must_enroll=False,
-                            default_label=answer.get("default_label"), just_registered=True,
-                            push_message=answer.get("message") or "Notification approved")
+        registered(request, answer,
+                   push_message=answer.get("message") or "Notification approved")
     return answer
 
 
@@ -396,60 +365,6 @@ async def choose_method(request: Request) -> Response:
                      "phone": "/security-info/phone"}[chosen.key])
 
 
-async def phone(request: Request) -> Response:
-    if not enrolling(request):
-        return redirect(where_next(request))
-    portal = portal_of(request)
-    known = await portal.capabilities.refresh(await portal.client())
-    return render(request, "not_yet.html", 501, method_title="Phone",
-                  offered=bool(known.get("phone")))
-
-
-# --- later sign-ins: the default method's challenge ---------------------------------------
-async def verify_sign_in(request: Request) -> Response:
-    if not at_stage(request, "password") or enrolling(request):
-        return redirect(where_next(request))
-    session = ensure_session(request)
-    methods = session.get("methods", [])
-    chosen = next((m for m in methods if m["method_id"] == session.get("method_id")), None)
-    label = chosen["label"] if chosen else "your authenticator app"
-    others = len(methods) > 1
-    if request.method == "GET":
-        return render(request, "verify_sign_in.html", label=label, error=None, others=others)
-    form = await form_of(request)
-    code = form.get("code", "").replace(" ", "")
-    if not CODE.match(code):
-        return render(request, "verify_sign_in.html", 400, label=label, others=others,
-                      error="Enter the 6 digits your app shows, without spaces.")
-    portal = portal_of(request)
-    try:
-        answer = await portal.call(
-            "verification", "verify_code", username=session.username,
-            token=session.get("password_token"), method_id=session.get("method_id"), code=code,
-        )
-    except InvalidRequest as exc:
-        return render(request, "verify_sign_in.html", 400, label=label, others=others,
-                      error=exc.message)
-    session.data.update(stage="mfa", mfa_token=answer["mfa_token"])
-    consent = await portal.call("consent", "status", username=session.username)
-    if consent.get("current"):
-        session.data["stage"] = "portal"
-    return redirect(where_next(request))
-
-
-async def other_ways(request: Request) -> Response:
-    if not at_stage(request, "password") or enrolling(request):
-        return redirect(where_next(request))
-    session = ensure_session(request)
-    methods = session.get("methods", [])
-    if request.method == "POST":
-        form = await form_of(request)
-        if any(m["method_id"] == form.get("method_id") for m in methods):
-            session.data["method_id"] = form["method_id"]
-            return redirect("/sign-in/verify")
-    return render(request, "other_ways.html", methods=methods)
-
-
 # --- the Data Access Agreement -------------------------------------------------------------
 async def agreement(request: Request) -> Response:
     if not at_stage(request, "mfa"):
@@ -501,7 +416,6 @@ def routes() -> list[Route]:
         Route("/security-info/app/set-up", app_setup),
         Route("/security-info/other-app", other_app),
         Route("/security-info/methods", choose_method, methods=["GET", "POST"]),
-        Route("/security-info/phone", phone),
         Route("/security-info/success", success),
         Route("/security-info/app/try", try_push, methods=["POST"]),
         Route("/security-info/app/try-it-out", try_it_out),
@@ -510,8 +424,6 @@ def routes() -> list[Route]:
         Route("/security-info/{flow}/start", start_registration, methods=["POST"]),
         Route("/security-info/{flow}/qr", scan_qr),
         Route("/security-info/{flow}/code", enter_code, methods=["GET", "POST"]),
-        Route("/sign-in/verify", verify_sign_in, methods=["GET", "POST"]),
-        Route("/sign-in/other-ways", other_ways, methods=["GET", "POST"]),
         Route("/agreement", agreement, methods=["GET", "POST"]),
         Route("/home", home),
         Route("/sign-out", sign_out_page, methods=["GET", "POST"]),

@@ -51,6 +51,8 @@ PROBLEMS: dict[str, Problem] = {
     "not_found": Problem("Not found", 404, "Check what you typed, or go back and try again."),
     "not_allowed": Problem("Not allowed", 403, "This action is not allowed for you."),
     "conflict": Problem("Already done", 409, "Reload the page to see the current state."),
+    "rate_limited": Problem("Too many attempts", 429,
+                            "Wait a few minutes, then try again, or use another method."),
     "invalid_request": Problem("Please check what you entered", 400,
                                "Go back and correct it."),
 }

@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from rekey.mailsink import list_mails
 from rekey.ports import free_port
-from services.credentials.mailer import Mailer
+from shared.mailer import Mailer
 from tests.integration.conftest import USER, USER_EMAIL, System, eventually, start_all
 
 

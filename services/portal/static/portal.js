@@ -36,13 +36,15 @@ document.addEventListener("DOMContentLoaded", () => {
     second.addEventListener("input", check);
   }
 });
-// "Let's try it out": wait for the approval on the phone without reloading the page.
+// "Let's try it out", a sign-in request, a call: wait for the phone without reloading the page.
+// Without JavaScript the page's "Check again" / "Next" button asks the server instead.
 document.addEventListener("DOMContentLoaded", () => {
-  const status = document.querySelector("[data-push-status]");
+  const status = document.querySelector("[data-push-status], [data-wait-status]");
   if (!status || status.classList.contains("alert")) return;
+  const url = status.dataset.pushStatus || status.dataset.waitStatus;
   const poll = async () => {
     try {
-      const answer = await (await fetch(status.dataset.pushStatus, { credentials: "same-origin" })).json();
+      const answer = await (await fetch(url, { credentials: "same-origin" })).json();
       if (answer.next && answer.state !== "pending") { window.location.assign(answer.next); return; }
       if (answer.state && answer.state !== "pending") {
         status.textContent = answer.message || answer.state;
