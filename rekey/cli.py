@@ -100,7 +100,8 @@ def up(
                       f"stores in {folder.resolve()}, logs in {folder.resolve() / 'logs'}")
         console.print(f"[green]Portal:[/] {stack.portal_url}  help-desk console: "
                       f"{stack.portal_url}console"
-                      + (f"  caught mail: {stack.portal_url}dev/mail" if settings.portal_dev_pages else ""))
+                      + (f"  caught mail: {stack.portal_url}dev/mail  texts and calls: "
+                         f"{stack.portal_url}dev/phone" if settings.portal_dev_pages else ""))
         console.print(f"[green]Help-desk mail intake:[/] write to {settings.helpdesk_address} "
                       f"via SMTP 127.0.0.1:{stack.intake_port}")
         console.print("Try `rekey demo` in another terminal. Ctrl-C stops everything.")

@@ -1,5 +1,6 @@
-"""Developer pages (REKEY_PORTAL_DEV_PAGES=true, which `rekey up` sets): the caught mail,
-so a person can walk the whole guide in a browser on one machine."""
+"""Developer pages (REKEY_PORTAL_DEV_PAGES=true, which `rekey up` sets): the caught mail and
+the local Twilio server's texts and calls, so a person can walk the whole guide in a browser
+on one machine."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from rekey.mailsink import list_mails
+from rekey.twilio_sim import list_calls, list_texts
 from services.portal.web import portal_of, render
 
 
@@ -32,5 +34,17 @@ async def mail_read(request: Request) -> Response:
     return render(request, "dev_mail.html", mails=[], mail=mail)
 
 
+async def phone_log(request: Request) -> Response:
+    """What the phone would have received: texts, and calls with what was said and pressed."""
+    folder = Path(portal_of(request).settings.data_dir) / "twilio"
+    texts = list(reversed(list_texts(folder)))
+    calls = list(reversed(list_calls(folder)))
+    return render(request, "dev_phone.html", texts=texts, calls=calls)
+
+
 def routes() -> list[Route]:
-    return [Route("/dev/mail", mail_list), Route("/dev/mail/{name}", mail_read)]
+    return [
+        Route("/dev/mail", mail_list),
+        Route("/dev/mail/{name}", mail_read),
+        Route("/dev/phone", phone_log),
+    ]

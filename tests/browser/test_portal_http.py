@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from services.portal.app import create_app
@@ -116,3 +118,28 @@ def test_sessions_end_after_idle_and_absolute_timeouts_and_rotate_at_sign_in():
     after = store.rotate(before)
     assert after.id != before.id and after.csrf != before.csrf
     assert store.get(before.id)[0] is None
+
+
+def test_the_dev_pages_show_the_caught_mail_and_the_phone_s_texts(nats_server, settings_factory):
+    from rekey.ports import free_port
+    from rekey.twilio_sim import TwilioSim
+    from services.verification.telephony import Outgoing, Telephony
+
+    settings = settings_factory(nats_server.url, portal_dev_pages=True)
+    sim = TwilioSim(Path(settings.data_dir) / "twilio", account_sid="AC" + "1" * 32,
+                    auth_token="sim-token", port=free_port())
+    with sim:
+        sending = settings.model_copy(update={
+            "twilio_api_url": sim.url, "twilio_account_sid": "AC" + "1" * 32,
+            "twilio_auth_token": SecretStr("sim-token"),
+        })
+        Telephony(sending).send(Outgoing(
+            username="jane", challenge_id="c-1", method_id="m-1", channel="sms",
+            to="+15085550142", masked_to="+1 ••• ••• 0142", body="123456 is your code",
+        ))
+    with TestClient(create_app(settings), base_url="https://localhost") as client:
+        page = client.get("/dev/phone")
+        assert page.status_code == 200
+        assert "+15085550142" in page.text
+        assert "123456 is your code" in page.text
+        assert client.get("/dev/mail").status_code == 200
