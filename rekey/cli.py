@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -325,37 +326,45 @@ def tickets_reject(
 
 
 # --- audit ---------------------------------------------------------------------------------
-@audit.command("history")
-def audit_history(
-    username: str,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
-    from_stores: Annotated[
-        bool, typer.Option(help="Replay the stores directly (the system may be down)")
-    ] = False,
-    data_dir: DataDir = None,
-) -> None:
-    """A user's whole history across services, in order, rebuilt from the event stores."""
-    from rekey.render import history_table
+FromStores = Annotated[
+    bool, typer.Option(help="Replay the stores directly (the system may be down)")
+]
+
+
+def user_history(settings: Settings, username: str, from_stores: bool) -> list[Any]:
+    """A user's events from all four stores: over the bus, or by opening the stores."""
     from services.audit.history import history_from_stores, history_over_bus
     from shared.bus.stream import connect
     from shared.client import RekeyClient
 
-    settings = settings_for(data_dir)
     if from_stores:
-        events = history_from_stores(settings, username)
-    else:
-        async def go() -> Any:
-            nc = await connect(settings.nats_url, "rekey-audit", attempts=4)
-            try:
-                return await history_over_bus(RekeyClient(nc), username)
-            finally:
-                await nc.close()
+        return history_from_stores(settings, username)
 
+    async def go() -> Any:
+        nc = await connect(settings.nats_url, "rekey-audit", attempts=4)
         try:
-            events = asyncio.run(go())
-        except (ConnectionError, RekeyError) as exc:
-            err.print(f"[red]{escape(str(exc))}[/] Use --from-stores to replay the stores directly.")
-            raise typer.Exit(2) from None
+            return await history_over_bus(RekeyClient(nc), username)
+        finally:
+            await nc.close()
+
+    try:
+        return list(asyncio.run(go()))
+    except (ConnectionError, RekeyError) as exc:
+        err.print(f"[red]{escape(str(exc))}[/] Use --from-stores to replay the stores directly.")
+        raise typer.Exit(2) from None
+
+
+@audit.command("history")
+def audit_history(
+    username: str,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+    from_stores: FromStores = False,
+    data_dir: DataDir = None,
+) -> None:
+    """A user's whole history across services, in order, rebuilt from the event stores."""
+    from rekey.render import history_table
+
+    events = user_history(settings_for(data_dir), username, from_stores)
     if as_json:
         for e in events:
             sys.stdout.write(e.model_dump_json() + "\n")
@@ -364,6 +373,56 @@ def audit_history(
         console.print(f"No events about {username}.")
         return
     console.print(history_table(events))
+
+
+@audit.command("checkpoint")
+def audit_checkpoint(
+    username: str,
+    out: Annotated[Path | None, typer.Option(help="Write here instead of printing")] = None,
+    from_stores: FromStores = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Hash chains of a user's history, per service, to keep outside the system."""
+    from datetime import UTC, datetime
+
+    from services.audit.chain import checkpoint
+
+    events = user_history(settings_for(data_dir), username, from_stores)
+    if not events:
+        err.print(f"No events about {username}: nothing to checkpoint.")
+        raise typer.Exit(1)
+    text = json.dumps(checkpoint(username, events, datetime.now(UTC).isoformat()), indent=2)
+    if out:
+        out.write_text(text + "\n")
+        console.print(f"Checkpoint of {len(events)} events written to {out}.")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@audit.command("verify")
+def audit_verify(
+    username: str,
+    kept: Annotated[Path, typer.Argument(help="A checkpoint file from `rekey audit checkpoint`")],
+    from_stores: FromStores = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Check that the history still begins exactly as it did when the checkpoint was taken."""
+    from services.audit.chain import verify
+
+    try:
+        saved = json.loads(kept.read_text())
+        if saved["username"].lower() != username.lower():
+            raise ValueError(f"the checkpoint is for {saved['username']}")
+    except (OSError, ValueError, KeyError) as exc:
+        err.print(f"[red]Unusable checkpoint: {escape(str(exc))}[/]")
+        raise typer.Exit(2) from None
+    findings = verify(saved, user_history(settings_for(data_dir), username, from_stores))
+    for f in findings:
+        mark = "[green]intact[/]" if f.ok else "[bold red]TAMPERED[/]"
+        console.print(f"{f.source:<13} {mark}  {escape(f.detail)}")
+    if not all(f.ok for f in findings):
+        raise typer.Exit(1)
+    console.print(f"History of {username} verified against the checkpoint of {saved['taken_at']}.")
 
 
 @bench.command("pipeline")

@@ -128,3 +128,37 @@ def test_the_cli_explains_bad_input_without_a_traceback(stack: Stack):
     assert result.returncode == 1
     assert "There is no ticket" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def tamper(stack: Stack, old: str, new: str) -> int:
+    """What an intruder with write access to a store would do: edit a recorded fact."""
+    if stack.settings.store == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(stack.data_dir / "ticketing.sqlite") as db:
+            return db.execute(
+                "UPDATE stored_events SET state = CAST(replace(CAST(state AS TEXT), ?, ?) AS BLOB)"
+                " WHERE instr(CAST(state AS TEXT), ?) > 0", (old, new, old),
+            ).rowcount
+    with psycopg.connect(stack.settings.postgres_conninfo(), autocommit=True) as conn:
+        return conn.execute(
+            "UPDATE ticketing.ticketingapplication_events SET state = convert_to("
+            "replace(convert_from(state, 'UTF8'), %s, %s), 'UTF8') "
+            "WHERE position(%s in convert_from(state, 'UTF8')) > 0", (old, new, old),
+        ).rowcount
+
+
+def test_an_auditor_s_checkpoint_exposes_a_fact_edited_in_a_store(stack: Stack, tmp_path: Path):
+    out = io.StringIO()
+    assert asyncio.run(run_demo(stack.settings, USER, Console(file=out, width=200))) == 0, out
+    kept = tmp_path / "checkpoint.json"
+    taken = rekey("audit", "checkpoint", USER, "--out", str(kept))
+    assert taken.returncode == 0, taken.stderr
+    intact = rekey("audit", "verify", USER, str(kept), "--from-stores")
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    assert "verified" in intact.stdout
+
+    assert tamper(stack, "call_back", "id_check") == 1  # the identity check, rewritten
+    broken = rekey("audit", "verify", USER, str(kept), "--from-stores")
+    assert broken.returncode == 1
+    assert "ticketing" in broken.stdout and "TAMPERED" in broken.stdout
