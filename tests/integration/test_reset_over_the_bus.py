@@ -37,6 +37,19 @@ async def temporary_password(system: System) -> str:
     return TEMPORARY.search(mail.body).group(1)
 
 
+async def app_registration_started(system: System) -> tuple[str, dict]:
+    """Reset approved, new password chosen, the authenticator app's registration begun."""
+    await start_all(system)
+    await system.provision()
+    await system.approved_ticket()
+    temporary = await temporary_password(system)
+    token = (await system.call("credentials", "change_password", username=USER,
+                               current_password=temporary, new_password=NEW_PASSWORD))["token"]
+    registration = await system.call("verification", "start_app_registration", username=USER,
+                                     token=token)
+    return token, registration
+
+
 async def test_an_approved_reset_revokes_methods_and_mails_a_temporary_password(system: System):
     await start_all(system)
     await system.provision()
@@ -145,14 +158,7 @@ async def test_unknown_users_and_wrong_passwords_get_the_same_answer(system: Sys
 
 
 async def test_a_wrong_code_is_recorded_as_failed_and_registers_nothing(system: System):
-    await start_all(system)
-    await system.provision()
-    await system.approved_ticket()
-    temporary = await temporary_password(system)
-    token = (await system.call("credentials", "change_password", username=USER,
-                               current_password=temporary, new_password=NEW_PASSWORD))["token"]
-    registration = await system.call("verification", "start_app_registration", username=USER,
-                                     token=token)
+    token, registration = await app_registration_started(system)
     with pytest.raises(InvalidRequest, match="not right"):
         await system.call("verification", "verify_code", username=USER, token=token,
                           method_id=registration["method_id"], code="000000x"[:6])
@@ -199,14 +205,7 @@ async def test_the_agreement_cannot_be_confirmed_without_accepting(system: Syste
 
 
 async def test_once_a_method_exists_a_password_alone_cannot_enrol_another(system: System):
-    await start_all(system)
-    await system.provision()
-    await system.approved_ticket()
-    temporary = await temporary_password(system)
-    token = (await system.call("credentials", "change_password", username=USER,
-                               current_password=temporary, new_password=NEW_PASSWORD))["token"]
-    registration = await system.call("verification", "start_app_registration", username=USER,
-                                     token=token)
+    token, registration = await app_registration_started(system)
     seed = parse_qs(urlparse(registration["otpauth_uri"]).query)["secret"][0]
     verified = await system.call("verification", "verify_code", username=USER, token=token,
                                  method_id=registration["method_id"], code=pyotp.TOTP(seed).now())
