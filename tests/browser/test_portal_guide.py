@@ -297,10 +297,8 @@ def reset_by_the_help_desk(running: Any, username: str, email: str) -> str:
     return found.group(1)
 
 
-def test_the_app_path_with_number_matching_approved_on_the_reference_authenticator(
-    running, browser, shot
-):
-    username, email = "lee.park@masspasrr.org", "lee.park@example.org"
+def signed_in_to_keep_your_account_secure(running: Any, browser: Any, username: str,
+                                          email: str) -> tuple[Any, Any]:
     temporary = reset_by_the_help_desk(running, username, email)
     context = browser.new_context(viewport=running.phone, base_url=running.url)
     page = context.new_page()
@@ -311,6 +309,15 @@ def test_the_app_path_with_number_matching_approved_on_the_reference_authenticat
     page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
     page.get_by_label("Confirm the new password").fill(NEW_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+    assert heading(page) == "Keep your account secure"
+    return context, page
+
+
+def test_the_app_path_with_number_matching_approved_on_the_reference_authenticator(
+    running, browser, shot
+):
+    username, email = "lee.park@masspasrr.org", "lee.park@example.org"
+    context, page = signed_in_to_keep_your_account_secure(running, browser, username, email)
     page.get_by_role("link", name="Next").click()  # Start by getting the app
     page.get_by_role("button", name="Next").click()  # Set up your account
     page.get_by_text("Can't scan image?").click()

@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 
 from rekey.twilio_sim import latest_call_to, latest_text_to, list_calls
-from tests.browser.test_portal_guide import NEW_PASSWORD, heading, reset_by_the_help_desk, until
+from tests.browser.test_portal_guide import (
+    NEW_PASSWORD,
+    heading,
+    signed_in_to_keep_your_account_secure,
+    until,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -30,22 +35,6 @@ def text_after(running: Any, e164: str, before: str | None) -> tuple[str, str]:
     found = CODE.match(text.body)
     assert found, "the text carries a 6-digit code"
     return text.sid, found.group(1)
-
-
-def signed_in_to_keep_your_account_secure(running: Any, browser: Any, username: str,
-                                          email: str) -> tuple[Any, Any]:
-    temporary = reset_by_the_help_desk(running, username, email)
-    context = browser.new_context(viewport=running.phone, base_url=running.url)
-    page = context.new_page()
-    page.goto("/sign-in")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(temporary)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
-    page.get_by_label("Confirm the new password").fill(NEW_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    assert heading(page) == "Keep your account secure"
-    return context, page
 
 
 def choose_phone(page: Any) -> None:
