@@ -15,7 +15,7 @@ from hashlib import sha256
 
 from shared.errors import AuthenticationFailed
 
-STAGES = ("password", "mfa")
+STAGES = ("password_change", "password", "mfa")
 
 
 def _b64(data: bytes) -> str:
@@ -26,11 +26,19 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def issue_token(key: bytes, username: str, stage: str, ttl_seconds: int = 900) -> str:
+def issue_token(
+    key: bytes, username: str, stage: str, ttl_seconds: int = 900, *, bound_to: str | None = None
+) -> str:
+    """``bound_to`` ties the token to a fact (e.g. which temporary password was used): when the
+    fact changes, the token stops working even before it expires."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
     now = time.time()
-    claims = {"sub": username, "stage": stage, "iat": round(now, 3), "exp": int(now) + ttl_seconds}
+    claims: dict[str, object] = {
+        "sub": username, "stage": stage, "iat": round(now, 3), "exp": int(now) + ttl_seconds
+    }
+    if bound_to is not None:
+        claims["bnd"] = bound_to
     payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
     signature = _b64(hmac.new(key, payload.encode(), sha256).digest())
     return f"{payload}.{signature}"
@@ -43,6 +51,7 @@ def verify_token(
     username: str | None = None,
     *,
     issued_after: float | None = None,
+    bound_to: str | None = None,
 ) -> str:
     """The token's username, if it is genuine, unexpired, of ``stage`` and for ``username``.
 
@@ -61,6 +70,8 @@ def verify_token(
     if claims.get("stage") != stage or int(claims.get("exp", 0)) < time.time():
         raise refused
     if username is not None and claims.get("sub", "").lower() != username.lower():
+        raise refused
+    if bound_to is not None and not hmac.compare_digest(str(claims.get("bnd", "")), bound_to):
         raise refused
     if issued_after is not None and float(claims.get("iat", 0)) < issued_after:
         raise AuthenticationFailed("Your account was reset after you signed in. Sign in again.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from shared.application import ServiceApplication, normalise_username, same_user
 from shared.contracts import EventEnvelope
 from shared.errors import Conflict, InvalidRequest, Locked, NotAllowed, NotFound
 from shared.masking import mask_email
-from shared.tokens import issue_token
+from shared.tokens import issue_token, verify_token
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,14 @@ class Notice:
 
 
 THROTTLED = "Too many sign-in attempts. Wait a minute and try again."
+
+
+CHANGE_TOKEN_SECONDS = 600
+
+
+def temporary_binding(account: Account) -> str:
+    """Names the temporary password in force without revealing anything about it."""
+    return hashlib.sha256((account.password_hash or "").encode()).hexdigest()[:32]
 
 
 class CredentialsApplication(ServiceApplication):
@@ -228,7 +237,14 @@ class CredentialsApplication(ServiceApplication):
         account.record_sign_in(temporary=account.temporary, actor=account.username)
         self.save(account)
         if account.temporary:
-            return {"username": account.username, "must_change_password": True}
+            return {
+                "username": account.username,
+                "must_change_password": True,
+                "change_token": issue_token(
+                    self.settings.token_key_bytes, account.username, "password_change",
+                    ttl_seconds=CHANGE_TOKEN_SECONDS, bound_to=temporary_binding(account),
+                ),
+            }
         return {
             "username": account.username,
             "must_change_password": False,
@@ -258,13 +274,15 @@ class CredentialsApplication(ServiceApplication):
             raise Locked(THROTTLED)
         account = self._account(cmd.username)
         if account is None:
-            verify_password(None, cmd.current_password)
+            verify_password(None, cmd.current_password or "")
             raise refused()
         now = datetime.now(UTC)
         if account.is_locked(now):
-            verify_password(None, cmd.current_password)
+            verify_password(None, cmd.current_password or "")
             raise AccountLockedError(LOCKED_MESSAGE)
-        if not verify_password(account.password_hash, cmd.current_password):
+        if cmd.change_token is not None:
+            self._check_change_token(account, cmd.change_token)
+        elif not verify_password(account.password_hash, cmd.current_password or ""):
             self._fail(account, "wrong password", now)
             raise refused()
         account.check_temporary_unexpired(now)
@@ -281,6 +299,15 @@ class CredentialsApplication(ServiceApplication):
             "username": account.username,
             "token": issue_token(self.settings.token_key_bytes, account.username, "password"),
         }
+
+    def _check_change_token(self, account: Account, token: str) -> None:
+        """Only for the temporary password that the sign-in which issued the token used."""
+        if not account.temporary:
+            raise refused()
+        verify_token(
+            self.settings.token_key_bytes, token, "password_change", account.username,
+            bound_to=temporary_binding(account),
+        )
 
     def account_status(self, username: str) -> dict[str, Any]:
         account = self._existing(username)

@@ -112,7 +112,8 @@ async def sign_in(request: Request) -> Response:
                             next_url="/request-reset", next_label="Request an MFA reset")
     username = answer["username"]
     if answer["must_change_password"]:
-        start_signed_in(request, stage="change_password", username=username, temporary=password)
+        start_signed_in(request, stage="change_password", username=username,
+                        change_token=answer["change_token"])
         return redirect("/password/new")
     await after_password(request, username, answer["token"])
     return redirect(where_next(request))
@@ -146,7 +147,7 @@ async def new_password(request: Request) -> Response:
     try:
         answer = await portal.call(
             "credentials", "change_password", username=username,
-            current_password=session.get("temporary"), new_password=new,
+            change_token=session.get("change_token"), new_password=new,
         )
     except InvalidRequest as exc:
         return render(request, "new_password.html", 400, username=username, error=exc.message)
@@ -155,7 +156,7 @@ async def new_password(request: Request) -> Response:
         return problem_page(request, exc, title="Your temporary password has expired",
                             advice="Ask the help desk for a new one: use “Request an MFA reset”.",
                             next_url="/request-reset", next_label="Request an MFA reset")
-    session.data.pop("temporary", None)
+    session.data.pop("change_token", None)
     await after_password(request, username, answer["token"])
     return redirect(where_next(request))
 

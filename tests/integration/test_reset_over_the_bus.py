@@ -60,7 +60,34 @@ async def test_an_approved_reset_revokes_methods_and_mails_a_temporary_password(
     await eventually(lambda: "MethodsRevoked" in system.event_names("verification"))
     await eventually(lambda: "TemporaryPasswordSent" in system.event_names("credentials"))
     signed = await system.call("credentials", "sign_in", username=USER, password=password)
-    assert signed == {"username": USER, "must_change_password": True}
+    assert signed["must_change_password"] is True
+    assert "token" not in signed  # no way past the password step until it is changed
+    changed = await system.call("credentials", "change_password", username=USER,
+                                change_token=signed["change_token"], new_password=NEW_PASSWORD)
+    assert changed["token"]
+    assert password not in str(signed)
+
+
+async def test_a_change_token_stops_working_when_a_new_temporary_password_is_issued(
+    system: System,
+):
+    await start_all(system)
+    await system.provision()
+    await system.approved_ticket()
+    first = await temporary_password(system)
+    old = (await system.call("credentials", "sign_in", username=USER, password=first))
+    await system.approved_ticket()  # a second reset issues another temporary password
+
+    async def reissued() -> bool:
+        return await temporary_password(system) != first
+
+    await eventually(reissued, what="the second temporary password")
+    with pytest.raises(AuthenticationFailed):
+        await system.call("credentials", "change_password", username=USER,
+                          change_token=old["change_token"], new_password=NEW_PASSWORD)
+    with pytest.raises(InvalidRequest, match="either the current password or the change token"):
+        await system.call("credentials", "change_password", username=USER,
+                          new_password=NEW_PASSWORD)
 
 
 async def test_the_whole_guide_closes_the_ticket_and_history_is_secret_free(system: System):

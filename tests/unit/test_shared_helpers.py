@@ -231,3 +231,13 @@ def test_an_error_survives_the_trip_over_the_bus_with_its_class_and_message():
     assert type(error) is Conflict
     assert error.message == "already approved"
     assert type(error_from_dict({"code": "something-new", "message": "x"})) is RekeyError
+
+
+def test_a_bound_token_stops_working_when_the_fact_it_is_bound_to_changes():
+    from shared.tokens import issue_token, verify_token
+
+    key = b"k" * 32
+    token = issue_token(key, "jane", "password_change", bound_to="temporary-1")
+    assert verify_token(key, token, "password_change", "jane", bound_to="temporary-1") == "jane"
+    with pytest.raises(AuthenticationFailed):
+        verify_token(key, token, "password_change", "jane", bound_to="temporary-2")
