@@ -359,13 +359,7 @@ class VerificationApplication(ServiceApplication):
         enrollment.check_usable(method)
         outgoing: Outgoing | None = None
         if method.method_type == PHONE:
-            e164 = (self.vault.get(method.secret_ref) or b"").decode()
-            if not e164:
-                raise NotFound("That phone method has no number any more. Set it up again.")
-            sends = self._check_send_limits(enrollment, method.phone_hash or "")
-            result, outgoing = self._issue_phone(username, enrollment, method, e164)
-            sends.count(at=_now())
-            self.save(enrollment, sends)
+            result, outgoing = self._send_phone_code(username, enrollment, method)
         elif method.devices:
             result = self._issue_push(username, enrollment, method, None, cmd.location)
         else:
@@ -384,6 +378,12 @@ class VerificationApplication(ServiceApplication):
         if method.method_type != PHONE:
             raise InvalidRequest("Only a phone method gets codes sent.")
         enrollment.check_usable(method)
+        return self._send_phone_code(username, enrollment, method)
+
+    def _send_phone_code(
+        self, username: str, enrollment: Enrollment, method: Method
+    ) -> tuple[dict[str, Any], Outgoing]:
+        """A new text or call to a registered phone, within the send limits, saved."""
         e164 = (self.vault.get(method.secret_ref) or b"").decode()
         if not e164:
             raise NotFound("That phone method has no number any more. Set it up again.")

@@ -108,21 +108,28 @@ async def eventually(
         raise AssertionError(str(exc)) from None
 
 
+@contextlib.asynccontextmanager
+async def connected(system: System) -> AsyncIterator[System]:
+    """A client on the bus for the test; every service still running is stopped after."""
+    system._nc = await connect(system.settings.nats_url, "tests")
+    system.client = RekeyClient(system._nc, timeout=10)
+    try:
+        yield system
+    finally:
+        for name in list(system.runtimes):
+            with contextlib.suppress(Exception):
+                await system.stop(name)
+        await system._nc.close()
+
+
 @pytest.fixture
 async def system(nats_server, mail_sink, settings_factory, store) -> AsyncIterator[System]:
     settings = settings_factory(
         nats_server.url, store=store.name, postgres_db=store.postgres_db, smtp_port=mail_sink.port
     )
     sys_ = System(settings, nats_server, mail_sink)
-    sys_._nc = await connect(settings.nats_url, "tests")
-    sys_.client = RekeyClient(sys_._nc, timeout=10)
-    try:
+    async with connected(sys_):
         yield sys_
-    finally:
-        for name in list(sys_.runtimes):
-            with contextlib.suppress(Exception):
-                await sys_.stop(name)
-        await sys_._nc.close()
 
 
 async def start_all(system: System, **options: Any) -> None:
@@ -162,15 +169,8 @@ async def phone_system(nats_server, mail_sink, settings_factory, store, twilio_s
     )
     sys_ = System(settings, nats_server, mail_sink)
     sys_.twilio = twilio_sim  # type: ignore[attr-defined]
-    sys_._nc = await connect(settings.nats_url, "tests")
-    sys_.client = RekeyClient(sys_._nc, timeout=10)
-    try:
+    async with connected(sys_):
         yield sys_
-    finally:
-        for name in list(sys_.runtimes):
-            with contextlib.suppress(Exception):
-                await sys_.stop(name)
-        await sys_._nc.close()
 
 
 async def start_verification(system: System) -> None:
