@@ -7,10 +7,13 @@ import json
 from typing import Any
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from shared import deadlines
 from shared.bus.rpc import rpc_subject
+from shared.context import outgoing_headers
 from shared.errors import Unavailable, error_from_dict
 
 NO_RESPONDER_RETRIES = 5
@@ -24,12 +27,31 @@ class RekeyClient:
     async def call(self, service: str, command: str, **payload: Any) -> Any:
         """One command; a service that is (re)starting gets a moment to subscribe."""
         data = json.dumps(payload, default=str).encode()
+        reply = await self._request(service, rpc_subject(service, command), data)
+        answer = json.loads(reply.data)
+        if not answer.get("ok"):
+            raise error_from_dict(answer.get("error", {}))
+        return answer.get("result")
+
+    async def endpoints(self, service: str) -> set[str]:
+        """The endpoints a running instance of ``service`` serves, or none when none runs.
+
+        Asked of the NATS micro framework (``$SRV.INFO``), so no command reaches the service.
+        """
+        try:
+            reply = await self._request(service, f"$SRV.INFO.{service}", b"")
+        except Unavailable:
+            return set()
+        return {str(e["name"]) for e in json.loads(reply.data).get("endpoints") or []}
+
+    async def _request(self, service: str, subject: str, data: bytes) -> Msg:
+        headers = outgoing_headers()  # the portal's channel and session reference, if any
         for attempt in range(NO_RESPONDER_RETRIES + 1):
+            self._check_bus()
             try:
-                reply = await self.nc.request(
-                    rpc_subject(service, command), data, timeout=self.timeout
-                )
-                break
+                return await self.nc.request(
+                    subject, data, timeout=self.timeout,
+                    headers={**(headers or {}), **deadlines.header(self.timeout)})
             except NoRespondersError as exc:
                 if attempt == NO_RESPONDER_RETRIES:
                     raise Unavailable(
@@ -37,10 +59,14 @@ class RekeyClient:
                     ) from exc
                 await asyncio.sleep(0.1 * (attempt + 1))
             except (NatsTimeoutError, TimeoutError) as exc:
+                self._check_bus()
                 raise Unavailable(
                     f"The {service} service is not answering. Try again shortly."
                 ) from exc
-        answer = json.loads(reply.data)
-        if not answer.get("ok"):
-            raise error_from_dict(answer.get("error", {}))
-        return answer.get("result")
+        raise AssertionError("unreachable")
+
+    def _check_bus(self) -> None:
+        """Name the real cause: with NATS away, no service is to blame."""
+        if not self.nc.is_connected:
+            raise Unavailable("The message bus (NATS) is not reachable, so no service can "
+                              "answer. Try again shortly.")

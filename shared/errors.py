@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+# Stable code -> the class a client raises for it (filled as the classes below are declared).
+ERRORS_BY_CODE: dict[str, type[RekeyError]] = {}
+
 
 class RekeyError(Exception):
-    """A rule refused a request. The message is safe to show to the person who asked."""
+    """A rule refused a request. The message is safe to show to the person who asked.
+
+    A kind of refusal is declared with its stable code, ``class Locked(RekeyError,
+    code="locked")``, which also lets a client turn that code back into the class.
+    """
 
     code = "refused"
+
+    def __init_subclass__(cls, code: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if code:
+            cls.code = code
+            ERRORS_BY_CODE[code] = cls
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
@@ -18,61 +33,49 @@ class RekeyError(Exception):
         return {"code": self.code, "message": self.message}
 
 
-class NotFound(RekeyError):
-    code = "not_found"
+ERRORS_BY_CODE[RekeyError.code] = RekeyError
 
 
-class InvalidRequest(RekeyError):
-    code = "invalid_request"
+class NotFound(RekeyError, code="not_found"): ...
 
 
-class NotAllowed(RekeyError):
-    code = "not_allowed"
+class InvalidRequest(RekeyError, code="invalid_request"): ...
 
 
-class Conflict(RekeyError):
-    code = "conflict"
+class NotAllowed(RekeyError, code="not_allowed"): ...
 
 
-class AuthenticationFailed(RekeyError):
-    code = "authentication_failed"
+class Conflict(RekeyError, code="conflict"): ...
 
 
-class Expired(RekeyError):
-    code = "expired"
+class AuthenticationFailed(RekeyError, code="authentication_failed"): ...
 
 
-class Locked(RekeyError):
-    code = "locked"
+class Expired(RekeyError, code="expired"): ...
 
 
-class Unavailable(RekeyError):
-    code = "unavailable"
+class Locked(RekeyError, code="locked"): ...
 
 
-class RateLimited(RekeyError):
+class Unavailable(RekeyError, code="unavailable"): ...
+
+
+class IntegrityFailed(RekeyError, code="integrity_failed"):
+    """A stored row the request needs failed its place binding or could not be read."""
+
+
+class DataErased(RekeyError, code="erased"):
+    """The user's data was erased (their data key destroyed): nothing can be done for them."""
+
+
+class RateLimited(RekeyError, code="rate_limited"):
     """Too many requests of one kind in a short time; the message says when to try again."""
-
-    code = "rate_limited"
-
-
-ERRORS_BY_CODE: dict[str, type[RekeyError]] = {
-    cls.code: cls
-    for cls in (
-        RekeyError,
-        NotFound,
-        InvalidRequest,
-        NotAllowed,
-        Conflict,
-        AuthenticationFailed,
-        Expired,
-        Locked,
-        Unavailable,
-        RateLimited,
-    )
-}
 
 
 def error_from_dict(data: dict[str, str]) -> RekeyError:
     cls = ERRORS_BY_CODE.get(data.get("code", ""), RekeyError)
     return cls(data.get("message", "refused"), data.get("code"))
+
+
+class DeadlineExceeded(Unavailable, code="deadline_exceeded"):
+    """The caller stopped waiting before the work started: nothing was done."""

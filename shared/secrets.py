@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import secrets
 import sqlite3
 import threading
 from pathlib import Path
@@ -25,8 +26,9 @@ class SecretBox:
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(key)
 
-    def seal(self, plaintext: bytes, context: str) -> bytes:
-        nonce = os.urandom(12)
+    def seal(self, plaintext: bytes, context: str, *, nonce: bytes | None = None) -> bytes:
+        """``nonce``: only a synthetic one (see ``shared.sealed``); random by default."""
+        nonce = os.urandom(12) if nonce is None else nonce
         return nonce + self._aead.encrypt(nonce, plaintext, context.encode())
 
     def open(self, sealed: bytes, context: str) -> bytes:
@@ -41,7 +43,7 @@ def keyed_hash(key: bytes, value: str) -> str:
 class Vault:
     """A tiny key-value table of sealed secrets, in the service's own database."""
 
-    def __init__(self, settings: Settings, service: str) -> None:
+    def __init__(self, settings: Settings, service: str, *, create: bool = True) -> None:
         self._box = SecretBox(settings.vault_key_bytes)
         self._settings = settings
         self._service = service
@@ -49,20 +51,23 @@ class Vault:
         if settings.store == "sqlite":
             path = Path(settings.data_dir) / f"{service}-vault.sqlite"
             self._sqlite = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._sqlite.execute(
-                "CREATE TABLE IF NOT EXISTS vault (ref TEXT PRIMARY KEY, sealed BLOB NOT NULL)"
-            )
+            if create:
+                self._sqlite.execute(
+                    "CREATE TABLE IF NOT EXISTS vault (ref TEXT PRIMARY KEY, sealed BLOB NOT NULL)"
+                )
         else:
             import psycopg
 
-            from shared.application import ensure_postgres_schema
+            from shared.postgres import ensure_postgres_schema
 
-            ensure_postgres_schema(settings, service)
+            if create:  # else reading only (an auditor): the table is there or nothing is
+                ensure_postgres_schema(settings, service)
             self._pg = psycopg.connect(settings.postgres_conninfo(), autocommit=True)
-            self._pg.execute(
-                f"CREATE TABLE IF NOT EXISTS {service}.vault "
-                "(ref TEXT PRIMARY KEY, sealed BYTEA NOT NULL)"
-            )
+            if create:
+                self._pg.execute(
+                    f"CREATE TABLE IF NOT EXISTS {service}.vault "
+                    "(ref TEXT PRIMARY KEY, sealed BYTEA NOT NULL)"
+                )
 
     def put(self, ref: str, secret: bytes) -> None:
         sealed = self._box.seal(secret, ref)
@@ -104,3 +109,9 @@ class Vault:
             self._sqlite.close()
         else:
             self._pg.close()
+
+
+def matching_number(digits: int) -> str:
+    """A push's number to match: shown on one side, typed on the device (never 0-padded away)."""
+    low = 10 ** (digits - 1)
+    return str(low + secrets.randbelow(9 * low))

@@ -7,7 +7,6 @@ so tests never share broker streams, mail or events and can run in any order.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,14 +14,17 @@ from typing import Any, Literal, NoReturn, Protocol
 
 import psycopg
 import pytest
-from psycopg import sql
+from nats.aio.client import Client
 
-from rekey.mailsink import MailSink
-from rekey.natsd import EmbeddedNats
-from rekey.ports import free_port
-from shared.settings import Settings, new_key
+from rekey.stack.buskeys import BusKeys
+from rekey.stack.inprocess import create_database, drop_database, scratch_settings
+from rekey.stack.mailsink import MailSink
+from rekey.stack.natsd import EmbeddedNats
+from rekey.stack.ports import free_port
+from shared.bus.connection import connect
+from shared.bus.identities import Identity
+from shared.settings import Settings
 
-POSTGRES_CONNINFO = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 POSTGRES_DOWN = "PostgreSQL is not answering on 127.0.0.1:5432"
 
 
@@ -33,15 +35,33 @@ def _postgres_unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+# Tests inspect the stream and publish forgeries: one identity with every permission, beside
+# (never instead of) the real identities, whose permissions are the production table.
+INSPECTOR = Identity(name="inspector", publish=(">",), subscribe=(">",), responds=True,
+                     description="tests only: inspects the stream")
+
+
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
-    """A fresh JetStream-enabled nats-server on a free port; ``.url`` to connect."""
-    server = EmbeddedNats(port=free_port(), store_dir=tmp_path / "nats")
+    """A fresh nats-server with JetStream and the real bus policy (NKEYs, permissions, TLS).
+
+    ``.client_settings()`` gives the URL, key folder and CA a process needs;
+    ``connect_as(server, identity)`` connects a test as one identity.
+    """
+    keys = BusKeys.create(tmp_path / "bus")
+    server = EmbeddedNats(port=free_port(), store_dir=tmp_path / "nats", keys=keys,
+                          extra_identities=[INSPECTOR])
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+async def connect_as(server: EmbeddedNats, identity: str = "inspector") -> Client:
+    """A connection to ``server`` as one bus identity (the inspector by default)."""
+    return await connect(Settings(**server.client_settings()), identity, name=f"tests-{identity}",
+                         attempts=3)
 
 
 @pytest.fixture
@@ -58,20 +78,15 @@ def mail_sink(tmp_path: Path) -> Iterator[MailSink]:
 @pytest.fixture
 def postgres_db() -> Iterator[str]:
     """The name of a new, empty database ``rekey_test_<hex>``, dropped after the test."""
-    name = f"rekey_test_{secrets.token_hex(6)}"
     try:
-        admin = psycopg.connect(POSTGRES_CONNINFO, autocommit=True)
+        name = create_database("rekey_test")
     except psycopg.OperationalError as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         _postgres_unavailable(f"{POSTGRES_DOWN}: {detail}")
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield name
     finally:
-        # FORCE ends connections a failed test may have left open (PostgreSQL 13+).
-        with psycopg.connect(POSTGRES_CONNINFO, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        drop_database(name)
 
 
 class SettingsFactory(Protocol):
@@ -79,7 +94,7 @@ class SettingsFactory(Protocol):
 
     def __call__(
         self,
-        nats_url: str,
+        nats: EmbeddedNats | str,
         store: Literal["sqlite", "postgres"] = "sqlite",
         postgres_db: str | None = None,
         smtp_port: int | None = None,
@@ -91,39 +106,25 @@ class SettingsFactory(Protocol):
 def settings_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SettingsFactory:
     """Build :class:`Settings` for one test, ignoring any ``REKEY_*`` in the environment.
 
-    ``make(nats_url, store="sqlite", postgres_db=None, smtp_port=None, **overrides)``:
-    data goes to ``tmp_path/"data"``, keys are fresh per call, ``store="postgres"`` needs
-    ``postgres_db`` (from the ``postgres_db`` fixture), ``smtp_port`` points outgoing mail
-    at e.g. ``mail_sink.port``; any other Settings field can be given in ``overrides``.
+    ``make(nats, store="sqlite", postgres_db=None, smtp_port=None, **overrides)``: ``nats`` is
+    the ``nats_server`` fixture (its URL, bus keys and CA) or a URL; data goes to
+    ``tmp_path/"data"``, keys are fresh per call, ``store="postgres"`` needs ``postgres_db``
+    (from the ``postgres_db`` fixture), ``smtp_port`` points outgoing mail at e.g.
+    ``mail_sink.port``; any other Settings field can be given in ``overrides``.
     """
     for variable in list(os.environ):
         if variable.startswith("REKEY_"):
             monkeypatch.delenv(variable)
 
     def make(
-        nats_url: str,
+        nats: EmbeddedNats | str,
         store: Literal["sqlite", "postgres"] = "sqlite",
         postgres_db: str | None = None,
         smtp_port: int | None = None,
         **overrides: Any,
     ) -> Settings:
-        values: dict[str, Any] = {
-            "nats_url": nats_url,
-            "data_dir": tmp_path / "data",
-            "store": store,
-            "vault_key": new_key(),
-            "token_key": new_key(),
-            "cipher_key": new_key(),
-        }
-        if store == "postgres":
-            if postgres_db is None:
-                raise ValueError('store="postgres" needs postgres_db (the postgres_db fixture)')
-            values["postgres_db"] = postgres_db
-        if smtp_port is not None:
-            values["smtp_host"] = "127.0.0.1"
-            values["smtp_port"] = smtp_port
-        values.update(overrides)
-        return Settings(**values)
+        return scratch_settings(tmp_path / "data", nats, store, postgres_db, smtp_port,
+                                **overrides)
 
     return make
 

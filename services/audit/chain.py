@@ -22,9 +22,12 @@ GENESIS = hashlib.sha256(b"rekey-audit-chain-v1").hexdigest()
 
 
 def canonical(event: EventEnvelope) -> bytes:
-    return json.dumps(
-        event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode()
+    """The event as a chain link. Sealed facts (``*_sealed``: AES-GCM with a fresh nonce each
+    time an envelope is built) are left out: every replay seals them anew, so they would break
+    the chain without any change in the store."""
+    data = event.model_dump(mode="json")
+    data["body"] = {k: v for k, v in data["body"].items() if not k.endswith("_sealed")}
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def heads(events: Iterable[EventEnvelope]) -> dict[str, list[str]]:

@@ -11,7 +11,6 @@ from services.consent.commands import Accept, Decline, Present
 from services.consent.domain import Agreement, Consent
 from shared.application import ServiceApplication
 from shared.errors import InvalidRequest
-from shared.tokens import verify_token
 
 
 class ConsentApplication(ServiceApplication):
@@ -66,11 +65,11 @@ class ConsentApplication(ServiceApplication):
         self.save(consent)
         return {"accepted_version": None, "portal_access": False}
 
-    def status(self, username: str) -> dict[str, Any]:
+    def status(self, username: str, token: str) -> dict[str, Any]:
+        username = self._after_mfa(username, token)
         current = self.publish_current()
-        try:
-            consent = self.repository.get(Consent.id_for(username))
-        except AggregateNotFoundError:
+        consent = self.find(Consent.id_for(username))
+        if consent is None:
             return {"username": username, "accepted_version": None, "current": False}
         return {
             "username": username,
@@ -85,10 +84,8 @@ class ConsentApplication(ServiceApplication):
             raise InvalidRequest(f"There is no agreement version {version}.") from None
 
     def _consent(self, username: str) -> Consent:
-        try:
-            return self.repository.get(Consent.id_for(username))
-        except AggregateNotFoundError:
-            return Consent(username=username)
+        consent = self.find(Consent.id_for(username))
+        return Consent(username=username) if consent is None else consent
 
     def _after_mfa(self, username: str, token: str) -> str:
-        return verify_token(self.settings.token_key_bytes, token, "mfa", username)
+        return self.signed_in(token, "mfa", username)

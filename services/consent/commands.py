@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+import shared.commands
 
 
-class Authenticated(BaseModel):
+class Authenticated(shared.commands.Authenticated):
     """Consent is asked for after MFA: every command carries the MFA token."""
-
-    username: str = Field(min_length=1, max_length=254)
-    token: str = Field(min_length=1, max_length=2048)
 
 
 class Present(Authenticated):
@@ -27,5 +26,6 @@ class Decline(Authenticated):
     version: int
 
 
-class StatusQuery(BaseModel):
-    username: str = Field(min_length=1, max_length=254)
+class StatusQuery(Authenticated):
+    """Whether the user accepted the current agreement: asked with their MFA token, so the
+    portal's key alone does not learn it (nor, from it, that an account exists)."""

@@ -2,105 +2,89 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable
-
 from services.credentials import commands as c
+from services.credentials.agents import Invitation
 from services.credentials.application import CredentialsApplication, Delivery, Notice
-from services.credentials.notices import notice_mail, temporary_password_mail
+from services.credentials.notices import invitation_mail, notice_mail, temporary_password_mail
 from shared.bus.rpc import Endpoint
-from shared.contracts import EventEnvelope
+from shared.clock import Clock
+from shared.effects import SideEffects
+from shared.health import smtp_check
+from shared.indexes import backfill
 from shared.mailer import Mailer
-from shared.runtime import Wiring, in_thread
+from shared.runtime import Wiring
 from shared.settings import Settings
-
-log = logging.getLogger(__name__)
 
 __all__ = ["build", "temporary_password_mail"]
 
 
-def build(settings: Settings, mailer: Mailer | None = None) -> Wiring:
-    app = CredentialsApplication(settings)
-    mailer = mailer or Mailer(settings)
-    sending: set[asyncio.Task[None]] = set()
+def build(settings: Settings, mailer: Mailer | None = None, *, clock: Clock | None = None) -> Wiring:
+    mailer = mailer or Mailer(settings)  # refuses mail in clear to a remote host: before any store
+    app = CredentialsApplication(settings, clock=clock)
 
-    async def deliver(delivery: Delivery) -> None:
-        """Intent recorded (PasswordIssued) -> send -> record Sent or DeliveryFailed."""
-        msg = temporary_password_mail(mailer, delivery, settings.portal_name)
-        error = await mailer.send_with_retries(msg)
-        if error is None:
-            await in_thread(app.mark_sent)(delivery)
-        else:
-            await in_thread(lambda d: app.mark_delivery_failed(d, error))(delivery)
+    async def send_password(delivery: Delivery) -> str | None:
+        return await mailer.send_with_retries(
+            temporary_password_mail(mailer, delivery, settings.portal_name,
+                                    f"{settings.portal_base_url}/sign-in", settings.helpdesk_contact)
+        )
 
-    claimed: set[str] = set()
+    async def send_notice(notice: Notice) -> str | None:
+        return await mailer.send_with_retries(notice_mail(mailer, notice, settings))
 
-    async def notify(notice: Notice) -> None:
-        """Intent recorded (NoticeIntended) -> send -> record NoticeSent or NoticeFailed."""
-        if notice.intent_id in claimed:  # the sweep and a fresh intent must not both send
-            return
-        claimed.add(notice.intent_id)
-        error = await mailer.send_with_retries(notice_mail(mailer, notice, settings))
-        await in_thread(lambda n: app.mark_notice(n, error))(notice)
+    # Intent recorded (PasswordIssued / NoticeIntended) -> send -> Sent or Failed recorded.
+    passwords = SideEffects(
+        "temporary password", send_password, app.mark_delivered, pending=app.delivery_pending
+    )
+    notices = SideEffects("notice", send_notice, app.mark_notice, pending=app.notice_pending)
+    app.send_temporary_password = passwords.later
+    app.send_notice = notices.later
 
-    def later(work: Awaitable[None]) -> None:
-        """Send off the consumer's path; a crash before Sent is healed by the start-up sweep."""
-        task = asyncio.ensure_future(work)
-        sending.add(task)
-        task.add_done_callback(sending.discard)
+    async def send_invitation(invitation: Invitation) -> str | None:
+        return await mailer.send_with_retries(invitation_mail(mailer, invitation, settings))
 
-    async def on_reset_approved(envelope: EventEnvelope) -> None:
-        delivery = await in_thread(app.on_reset_approved)(envelope)
-        if delivery is not None:
-            later(deliver(delivery))
-        send_fresh()
-
-    async def on_methods_changed(envelope: EventEnvelope) -> None:
-        await in_thread(app.on_methods_changed)(envelope)
-        send_fresh()
-
-    async def change_password(cmd: c.ChangePassword) -> object:
-        try:
-            return await in_thread(app.change_password)(cmd)
-        finally:
-            send_fresh()
-
-    def send_fresh() -> None:
-        for notice in app.take_fresh_notices():
-            later(notify(notice))
-
-    async def resend_undelivered() -> None:
-        """At start, before the consumer runs, so a fresh ResetApproved cannot race it."""
-        for delivery in await in_thread(lambda _: app.reissue_undelivered())(None):
-            log.info("re-issuing an undelivered temporary password for %s", delivery.username)
-            later(deliver(delivery))
-        for notice in await in_thread(lambda _: app.unsent_notices())(None):
-            later(notify(notice))
-
-    async def finish_sending(stopping: asyncio.Event) -> None:
-        await stopping.wait()
-        for task in list(sending):
-            task.cancel()
-        await asyncio.gather(*sending, return_exceptions=True)
+    invitations = SideEffects("agent invitation", send_invitation, app.mark_invitation,
+                              pending=app.invitation_pending)
+    app.send_invitation = invitations.later
 
     return Wiring(
+        on_close=[mailer.close],  # its kept SMTP connections
         name="credentials",
         app=app,
         endpoints={
-            "register_account": Endpoint(c.RegisterAccount, in_thread(app.register_account)),
-            "sign_in": Endpoint(c.SignIn, in_thread(app.sign_in)),
-            "change_password": Endpoint(c.ChangePassword, change_password),
-            "unlock": Endpoint(c.UnlockAccount, in_thread(app.unlock)),
-            "account": Endpoint(
-                c.AccountRef, in_thread(lambda cmd: app.account_status(cmd.username))
-            ),
+            "register_account": Endpoint(c.RegisterAccount, app.register_account),
+            "sign_in": Endpoint(c.SignIn, app.sign_in),
+            "change_password": Endpoint(c.ChangePassword, app.change_password),
+            "unlock": Endpoint(c.UnlockAccount, app.unlock),
+            "account": Endpoint(c.AccountRef, app.account_status, spread=True),
+            "session_check": Endpoint(c.CheckSession, app.session_check),
+            # help-desk agents: invitations (operator) and the second sign-in step (agents.py)
+            "invite_agent": Endpoint(c.InviteAgent, app.invite_agent),
+            "list_agents": Endpoint(c.OperatorOnly, app.list_agents),
+            "revoke_agent_factor": Endpoint(c.RevokeAgentFactor, app.revoke_agent_factor),
+            "end_agent_sessions": Endpoint(c.EndAgentSessions, app.end_agent_sessions),
+            "invitation": Endpoint(c.InvitationRef, app.invitation),
+            "begin_invitation": Endpoint(c.BeginInvitation, app.begin_invitation),
+            "redeem_invitation": Endpoint(c.RedeemInvitation, app.redeem_invitation),
+            "agent_passkey_options": Endpoint(c.PasskeyOptions, app.agent_passkey_options),
+            "agent_passkey_verify": Endpoint(c.PasskeyAssertion, app.agent_passkey_verify),
+            "agent_totp_verify": Endpoint(c.AuthenticatorCode, app.agent_totp_verify),
         },
         handlers={
-            ("ticketing", "ResetApproved"): on_reset_approved,
-            ("verification", "MethodRegistered"): on_methods_changed,
-            ("verification", "MethodsRevoked"): on_methods_changed,
+            ("ticketing", "ResetApproved"): app.on_reset_approved,
+            ("ticketing", "ResetScheduled"): app.on_reset_scheduled,
+            ("verification", "MethodRegistered"): app.on_methods_changed,
+            ("verification", "MethodsRevoked"): app.on_methods_changed,
+            ("verification", "MethodRemoved"): app.on_methods_changed,
+            ("verification", "DefaultMethodChanged"): app.on_methods_changed,
         },
-        startup=[resend_undelivered],
-        background=[finish_sending],
+        # Before the consumer runs. A password still being sent at the last stop existed only
+        # in memory: the sweep issues a fresh one (see reissue_undelivered).
+        startup=[
+            backfill(app.backfill_indexes),  # first: the sweeps read the accounts log
+            passwords.sweep(app.reissue_undelivered),
+            notices.sweep(app.unsent_notices),
+            invitations.sweep(app.reinvite_undelivered),
+        ],
+        background=[passwords.run, notices.run, invitations.run],
+        dependencies=[smtp_check(settings)],
     )

@@ -1,62 +1,42 @@
-"""In-process sign-in throttling, the same for existing and unknown usernames.
+"""Sign-in delays for usernames that have no account, the same as for those that do.
 
-``AttemptWindow`` limits attempts per username per minute, whether the account exists or
-not. ``PhantomLocks`` gives unknown usernames the same lock answer a real account would get
-after the same number of failures, so a lock does not tell which usernames exist. Both live in
-memory (a restart forgets them); real accounts' locks are events (``AccountLocked``).
+``PhantomDelays`` gives unknown usernames the same answers a real account would get after the
+same failures (the same waits, by the same :class:`DelaySchedule`), so a delay does not tell
+which usernames exist. It lives in memory (a restart forgets it); real accounts' delays are
+events (``SignInFailed`` with ``retry_at``). Attempts per client address per minute are
+limited by ``shared.rate_limits.SlidingWindow``, whatever the username.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
+from datetime import datetime
 
-MAX_KEYS = 100_000
+from services.credentials.domain import DelaySchedule, wait_until
+from shared.clock import Clock
+from shared.rate_limits import MAX_KEYS
 
 
-class AttemptWindow:
-    def __init__(self, per_minute: int, window_seconds: float = 60.0) -> None:
-        self.per_minute = per_minute
-        self.window = window_seconds
-        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+class PhantomDelays:
+    """Failure counts and delays for usernames that have no account."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._failures: OrderedDict[str, tuple[int, datetime | None]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def allow(self, key: str, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
+    def check(self, key: str) -> None:
+        """As ``Account.check_not_delayed``: ``SignInDelayed`` while the delay runs."""
         with self._lock:
-            stamps = self._seen.pop(key, None) or deque()
-            while stamps and now - stamps[0] > self.window:
-                stamps.popleft()
-            allowed = len(stamps) < self.per_minute
-            if allowed:
-                stamps.append(now)
-            self._seen[key] = stamps
-            while len(self._seen) > MAX_KEYS:
-                self._seen.popitem(last=False)
-            return allowed
+            _, retry_at = self._failures.get(key, (0, None))
+        wait_until(retry_at, self.clock.now())
 
-
-class PhantomLocks:
-    """Failure counts and locks for usernames that have no account."""
-
-    def __init__(self) -> None:
-        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def locked(self, key: str, lock_after: int, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
+    def fail(self, key: str, delay: DelaySchedule) -> None:
+        now = self.clock.now()
         with self._lock:
-            count, until = self._failures.get(key, (0, 0.0))
-            return count >= lock_after and now < until
-
-    def fail(self, key: str, lock_after: int, lock_seconds: float, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            count, until = self._failures.pop(key, (0, 0.0))
-            if count >= lock_after and now >= until:
-                count = 0  # the lock ran out: count afresh, as for a real account
+            count, _ = self._failures.pop(key, (0, None))
             count += 1
-            self._failures[key] = (count, now + lock_seconds if count >= lock_after else 0.0)
+            self._failures[key] = (count, delay.retry_at(count, now))
             while len(self._failures) > MAX_KEYS:
                 self._failures.popitem(last=False)

@@ -1,6 +1,7 @@
-"""Developer pages (REKEY_PORTAL_DEV_PAGES=true, which `rekey up` sets): the caught mail and
-the local Twilio server's texts and calls, so a person can walk the whole guide in a browser
-on one machine."""
+"""Developer pages (REKEY_PORTAL_DEV_PAGES=true, which `rekey up --dev` sets): the caught mail
+and the local Twilio server's texts and calls, so a person can walk the whole guide in a browser
+on one machine. They show every temporary password and code with no sign-in, so they are off
+unless asked for, and refused on a portal that listens beyond this machine."""
 
 from __future__ import annotations
 
@@ -10,9 +11,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rekey.mailsink import list_mails
-from rekey.twilio_sim import list_calls, list_texts
 from services.portal.web import portal_of, render
+from shared.caught import list_calls, list_mails, list_texts
+from shared.hosts import is_loopback
+from shared.settings import Settings
+
+
+class DevPagesRefused(RuntimeError):
+    """Developer pages were asked for on a portal other machines can reach."""
+
+
+def check_dev_pages(settings: Settings) -> None:
+    """Raises :class:`DevPagesRefused` unless the portal listens on a loopback address."""
+    if not is_loopback(settings.portal_host):
+        raise DevPagesRefused(
+            "refusing the developer pages (REKEY_PORTAL_DEV_PAGES=true): they show every caught "
+            "mail, text and call without sign-in, so the portal must listen on a loopback "
+            f"address, not REKEY_PORTAL_HOST={settings.portal_host!r}"
+        )
 
 
 def mail_folder(request: Request) -> Path:

@@ -1,26 +1,26 @@
 """What the verification service can do, found by asking it, so new methods appear by themselves.
 
-An endpoint exists when it answers (even "invalid request" to an empty probe, which changes
-nothing); NATS says "no responders" at once when nobody serves it. Screens for methods the
-service does not offer yet are shown as "not yet available", never imitated.
+The service lists its endpoints in its NATS micro ``$SRV.INFO`` answer; no command is sent to
+find out. Screens for methods the service does not offer (or while it is not running) are shown
+as "not yet available", never imitated.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 
 from shared.client import RekeyClient
-from shared.errors import RekeyError, Unavailable
+from shared.clock import SYSTEM_CLOCK, Clock
 
-PROBE_SECONDS = 30.0
+KNOWN_SECONDS = 30.0  # how long a full answer is trusted; an empty one is asked again at once
 
-# Verification endpoints each screen needs; a screen is offered only when all of them answer.
+# Verification endpoints each screen needs; a screen is offered only when all of them are served.
 NEEDS: dict[str, tuple[str, ...]] = {
     "app_code": ("start_app_registration", "verify_code"),
     "push": ("start_push", "challenge_status"),
     "phone": ("start_phone_registration", "start_challenge"),
+    "passkey": ("start_passkey_registration", "finish_passkey_registration", "verify_passkey"),
 }
 
 
@@ -33,31 +33,21 @@ class MethodChoice:
 
 
 class Capabilities:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self._known: dict[str, bool] = {}
-        self._checked = 0.0
+        self._checked: float | None = None
         self._lock = asyncio.Lock()
 
     async def refresh(self, client: RekeyClient) -> dict[str, bool]:
         async with self._lock:
-            if time.monotonic() - self._checked < PROBE_SECONDS and self._known:
+            now = self.clock.monotonic()
+            if self._checked is not None and now - self._checked < KNOWN_SECONDS:
                 return self._known
-            endpoints = {name for names in NEEDS.values() for name in names}
-            answers = await asyncio.gather(*(self._answers(client, e) for e in sorted(endpoints)))
-            present = dict(zip(sorted(endpoints), answers, strict=True))
-            self._known = {key: all(present[e] for e in names) for key, names in NEEDS.items()}
-            self._checked = time.monotonic()
+            served = await client.endpoints("verification")
+            self._known = {key: set(names) <= served for key, names in NEEDS.items()}
+            self._checked = now if served else None
             return self._known
-
-    @staticmethod
-    async def _answers(client: RekeyClient, endpoint: str) -> bool:
-        try:
-            await client.call("verification", endpoint)
-        except Unavailable:
-            return False
-        except RekeyError:
-            return True  # it answered: refused the empty probe, as it should
-        return True
 
     def choices(self) -> list[MethodChoice]:
         return [
@@ -67,4 +57,7 @@ class Capabilities:
                          "Any app that shows 6-digit codes (TOTP)", True),
             MethodChoice("phone", "Phone", "Get a call or text to sign in with a code",
                          self._known.get("phone", False)),
+            MethodChoice("passkey", "Passkey or security key",
+                         "Sign in with your device's screen lock or a security key; it cannot be "
+                         "phished", self._known.get("passkey", False)),
         ]

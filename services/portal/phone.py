@@ -8,51 +8,54 @@ from __future__ import annotations
 
 from typing import Any
 
-import phonenumbers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.portal.flow import CODE, at_stage, enrolling, progress, registered, where_next
-from services.portal.web import ensure_session, form_of, portal_of, redirect, render, session_of
+from services.portal.flow import (
+    STILL_WORKS,
+    enrolling,
+    first_check,
+    first_code,
+    just_registered,
+    progress,
+    start_setup,
+    where_next,
+)
+from services.portal.sessions import Challenge
+from services.portal.web import (
+    client_context,
+    ensure_session,
+    form_of,
+    portal_of,
+    redirect,
+    render,
+    session_of,
+)
 from shared.errors import InvalidRequest, RateLimited
 
-# "What phone number would you like to use?": United States (+1) first.
-_OTHERS = {
-    "CA": "Canada", "GB": "United Kingdom", "IE": "Ireland", "DE": "Germany",
-    "FR": "France", "IN": "India", "MX": "Mexico", "PR": "Puerto Rico",
-}
-COUNTRIES: list[tuple[str, str]] = [
-    ("US", "United States (+1)"),
-    *sorted(((r, f"{n} (+{phonenumbers.country_code_for_region(r)})") for r, n in _OTHERS.items()),
-            key=lambda item: item[1]),
-]
 CHANNELS = {"sms": "Text me a code", "call": "Call me"}
 DIRECT_LINE = ("IMPORTANT: If selecting this option, you will need to have access to this phone "
                "number each time you log in to the {portal}. It must be a direct line.")
-ENDED = {
-    "expired": "The call has expired.",
-    "failed": "The call was not answered with the # key.",
-    "superseded": "A newer call or code replaced this one.",
-}
-ANSWERED = "Call answered. Your phone was registered successfully."
 
 
-def _phone(request: Request) -> dict[str, Any] | None:
+def _phone(request: Request) -> Challenge | None:
     session = session_of(request)
-    return session.get("phone") if session else None
+    return session.phone if session else None
 
 
-def _reads_code(request: Request, phone: dict[str, Any]) -> bool:
-    """A text, or a call that reads out a code (REKEY_CALL_MODE=read_code), takes the code box."""
-    return phone.get("kind") == "sms" or portal_of(request).settings.call_mode == "read_code"
+async def countries(request: Request) -> list[tuple[str, str]]:
+    """ "What phone number would you like to use?": verification's list, in its order
+    (United States first), as (region, "United States (+1)")."""
+    answer = await portal_of(request).call("verification", "phone_countries")
+    return [(c["region"], f"{c['name']} (+{c['calling_code']})") for c in answer]
 
 
-def _form(request: Request, status: int = 200, *, values: dict[str, str] | None = None,
-          errors: dict[str, str] | None = None) -> Response:
+def _form(request: Request, choices: list[tuple[str, str]], status: int = 200, *,
+          values: dict[str, str] | None = None, errors: dict[str, str] | None = None) -> Response:
     portal = portal_of(request)
     return render(
-        request, "phone.html", status, countries=COUNTRIES, channels=CHANNELS,
+        request, "phone.html", status, countries=choices, channels=CHANNELS,
         values=values or {"country": "US", "number": "", "channel": "sms"}, errors=errors or {},
         direct_line=DIRECT_LINE.format(portal=portal.settings.portal_name),
         **progress("phone", "Phone number"),
@@ -67,13 +70,14 @@ async def phone_number(request: Request) -> Response:
     known = await portal.capabilities.refresh(await portal.client())
     if not known.get("phone"):
         return render(request, "not_yet.html", 501, method_title="Phone", offered=False)
+    choices = await countries(request)
     if request.method == "GET":
-        return _form(request)
+        return _form(request, choices)
     form = await form_of(request)
     values = {"country": form.get("country", "US"), "number": form.get("number", "").strip(),
               "channel": form.get("channel", "")}
     errors: dict[str, str] = {}
-    if values["country"] not in dict(COUNTRIES):
+    if values["country"] not in dict(choices):
         errors["country"] = "Choose a country or region from the list."
         values["country"] = "US"
     if not values["number"]:
@@ -83,29 +87,25 @@ async def phone_number(request: Request) -> Response:
     if values["channel"] not in CHANNELS:
         errors["channel"] = "Choose “Text me a code” or “Call me”."
     if errors:
-        return _form(request, 400, values=values, errors=errors)
+        return _form(request, choices, 400, values=values, errors=errors)
     session = ensure_session(request)
     try:
-        answer = await portal.call(
-            "verification", "start_phone_registration", username=session.username,
-            token=session.get("password_token"), number=values["number"],
-            country=values["country"], channel=values["channel"],
-        )
+        answer = await start_setup(request, "start_phone_registration", values,
+                                   client=client_context(request))
     except InvalidRequest as exc:
-        return _form(request, 400, values=values, errors={"number": exc.message})
+        return _form(request, choices, 400, values=values, errors={"number": exc.message})
     except RateLimited as exc:
-        return _form(request, 429, values=values, errors={"form": exc.message})
-    session.data["phone"] = {k: answer.get(k) for k in
-                             ("method_id", "challenge_id", "kind", "channel", "masked_phone",
-                              "prompt")}
-    return redirect("/security-info/phone/code" if _reads_code(request, answer)
+        return _form(request, choices, 429, values=values, errors={"form": exc.message})
+    session.phone = Challenge.of(answer)
+    return redirect("/security-info/phone/code" if session.phone.takes_code
                     else "/security-info/phone/call")
 
 
 def _code_page(request: Request, status: int = 200, *, error: str | None = None,
-               notice: str | None = None) -> Response:
+               notice: str | None = None, code_ok: bool = False) -> Response:
+    """``code_ok``: the error is not about a code typed (a refused resend): the box is fine."""
     return render(request, "phone_code.html", status, phone=_phone(request), error=error,
-                  notice=notice, **progress("phone", "Check the phone"))
+                  notice=notice, code_ok=code_ok, **progress("phone", "Check the phone"))
 
 
 async def phone_code(request: Request) -> Response:
@@ -117,19 +117,10 @@ async def phone_code(request: Request) -> Response:
         sent = request.query_params.get("sent") == "1"
         return _code_page(request, notice="We sent a new code. The one before no longer works."
                           if sent else None)
-    form = await form_of(request)
-    code = form.get("code", "").replace(" ", "")
-    if not CODE.match(code):
-        return _code_page(request, 400, error="Enter the 6-digit code we sent, without spaces.")
-    session = ensure_session(request)
-    try:
-        answer = await portal_of(request).call(
-            "verification", "verify_code", username=session.username,
-            token=session.get("password_token"), method_id=phone["method_id"], code=code,
-        )
-    except InvalidRequest as exc:
-        return _code_page(request, 400, error=exc.message)
-    registered(request, answer)
+    error = await first_code(request, phone.method_id, phone.code_length,
+                             f"Enter the {phone.code_length}-digit code we sent, without spaces.")
+    if error is not None:
+        return _code_page(request, 400, error=error)
     return redirect("/security-info/success")
 
 
@@ -143,15 +134,15 @@ async def phone_resend(request: Request) -> Response:
     try:
         answer = await portal_of(request).call(
             "verification", "resend_code", username=session.username,
-            token=session.get("password_token"), method_id=phone["method_id"],
+            token=session.method_token, method_id=phone.method_id,
         )
     except (RateLimited, InvalidRequest) as exc:
-        if _reads_code(request, phone):
-            return _code_page(request, 429, error=exc.message)
+        if phone.takes_code:  # nothing sent, nothing changed: the last code still works
+            still = f" {STILL_WORKS}" if isinstance(exc, RateLimited) else ""
+            return _code_page(request, 429, error=exc.message + still, code_ok=True)
         return _call_page(request, 429, error=exc.message, ended=True)
-    phone.update(challenge_id=answer.get("challenge_id"), prompt=answer.get("prompt"))
-    session.data["phone"] = phone
-    if _reads_code(request, phone):
+    phone.challenge_id, phone.prompt = answer.get("challenge_id"), answer.get("prompt")
+    if phone.takes_code:
         return redirect("/security-info/phone/code?sent=1")
     return redirect("/security-info/phone/call")
 
@@ -164,23 +155,13 @@ def _call_page(request: Request, status: int = 200, *, error: str | None = None,
 
 async def _call_state(request: Request) -> dict[str, Any] | None:
     phone = _phone(request)
-    if not phone:
-        return None
-    session = ensure_session(request)
-    answer = await portal_of(request).call(
-        "verification", "challenge_status", username=session.username,
-        token=session.get("password_token"), challenge_id=phone["challenge_id"],
-    )
-    if answer.get("state") == "verified" and answer.get("mfa_token"):
-        registered(request, answer, phone_message=answer.get("message") or ANSWERED)
-    return answer
+    return await first_check(request, phone) if phone else None
 
 
 async def phone_call(request: Request) -> Response:
     """ "We're calling +1 ••• ••• 1234 now.": the page waits (polling, see portal.js); without
     JavaScript, "Check again" asks once more."""
-    session = session_of(request)
-    if at_stage(request, "mfa") and session is not None and session.get("just_registered"):
+    if just_registered(request):
         return redirect("/security-info/phone/answered")
     if not enrolling(request) or not _phone(request):
         return redirect(where_next(request) if not enrolling(request) else "/security-info/phone")
@@ -194,14 +175,13 @@ async def phone_call(request: Request) -> Response:
     if state == "pending":
         return _call_page(request, notice="Not answered yet. Answer the call and press the # key, "
                                           "then choose Check again.")
-    return _call_page(request, 409, error=ENDED.get(state or "", "The call did not succeed."),
+    return _call_page(request, 409, error=answer.get("message") or "The call did not succeed.",
                       ended=True)
 
 
 async def phone_call_status(request: Request) -> Response:
     """Polled (JSON) while the page waits for the call to be answered."""
-    session = session_of(request)
-    if at_stage(request, "mfa") and session is not None and session.get("just_registered"):
+    if just_registered(request):
         return JSONResponse({"state": "verified", "next": "/security-info/phone/answered"})
     if not enrolling(request):
         return JSONResponse({"state": "signed_out", "next": "/sign-in"})
@@ -209,7 +189,7 @@ async def phone_call_status(request: Request) -> Response:
     if answer is None:
         return JSONResponse({"state": "none", "next": "/security-info/phone"})
     state = answer.get("state")
-    result = {"state": state, "message": ENDED.get(state or "", answer.get("message", ""))}
+    result = {"state": state, "message": answer.get("message", "")}  # verification's words
     if state == "verified":
         result["next"] = "/security-info/phone/answered"
     return JSONResponse(result)
@@ -217,14 +197,14 @@ async def phone_call_status(request: Request) -> Response:
 
 async def phone_answered(request: Request) -> Response:
     """ "✓ Call answered. Your phone was registered successfully." -> Next -> "Success!" """
-    session = session_of(request)
     if enrolling(request) and _phone(request):
         answer = await _call_state(request) or {}
         if answer.get("state") != "verified":
             return redirect("/security-info/phone/call")
-    if not at_stage(request, "mfa") or not (session and session.get("just_registered")):
+    done = just_registered(request)
+    if done is None:
         return redirect(where_next(request))
-    return render(request, "phone_answered.html", message=session.get("phone_message") or ANSWERED,
+    return render(request, "phone_answered.html", message=done.message or "",
                   **progress("phone", "Check the phone"))
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hmac
-import threading
-import time
-from collections import deque
+
+from shared.rate_limits import SlidingWindow
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -28,28 +27,5 @@ def csrf_ok(expected: str | None, given: object) -> bool:
     return bool(expected) and isinstance(given, str) and hmac.compare_digest(expected, given)
 
 
-class Throttle:
-    """At most ``limit`` attempts per ``window`` seconds for each key (address, username)."""
-
-    def __init__(self, limit: int, window: float = 60.0) -> None:
-        self.limit = limit
-        self.window = window
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, *keys: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._hits) > 50_000:
-                self._hits.clear()
-            queues = []
-            for key in keys:
-                hits = self._hits.setdefault(key, deque())
-                while hits and now - hits[0] > self.window:
-                    hits.popleft()
-                queues.append(hits)
-            if any(len(q) >= self.limit for q in queues):
-                return False
-            for q in queues:
-                q.append(now)
-            return True
+# The sign-in and form throttles: the shared sliding window (``Throttle(limit, window)``).
+Throttle = SlidingWindow

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import base64
 import re
+import uuid
 from typing import Any
 
-import segno
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -15,15 +15,19 @@ from starlette.routing import Route
 from services.portal.challenge import begin_challenge
 from services.portal.flow import (
     APP_FLOWS,
-    CODE,
     at_stage,
     enrolling,
+    first_check,
+    first_code,
+    just_registered,
     progress,
-    registered,
+    start_setup,
     where_next,
 )
+from services.portal.sessions import Challenge, Method, Registration
 from services.portal.web import (
     client_address,
+    client_context,
     ensure_session,
     form_of,
     portal_of,
@@ -34,7 +38,8 @@ from services.portal.web import (
     sign_out,
     start_signed_in,
 )
-from shared.errors import AuthenticationFailed, Expired, InvalidRequest, Locked
+from shared.errors import AuthenticationFailed, Expired, InvalidRequest, Locked, RateLimited
+from shared.network import limit_key
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -46,9 +51,12 @@ async def home_or_start(request: Request) -> Response:
 
 # --- "Request an MFA reset" ----------------------------------------------------------------
 async def request_reset(request: Request) -> Response:
-    if request.method == "GET":
-        return render(request, "request_reset.html", values={}, errors={})
+    if request.method == "GET":  # one key per form: sending it twice files one request
+        return render(request, "request_reset.html", values={}, errors={},
+                      request_key=uuid.uuid4().hex)
     form = await form_of(request)
+    key = form.get("request_key", "").strip()
+    key = key if re.fullmatch(r"[0-9a-f]{32}", key) else uuid.uuid4().hex
     values = {k: form.get(k, "").strip() for k in ("name", "email", "username", "reason")}
     errors: dict[str, str] = {}
     if not values["name"]:
@@ -59,19 +67,21 @@ async def request_reset(request: Request) -> Response:
         errors["username"] = "Enter your portal username (the email address you sign in with)."
     if not values["reason"]:
         errors["reason"] = "Tell us why, for example: new phone."
-    for key, limit in (("name", 200), ("email", 254), ("username", 254), ("reason", 2000)):
-        if len(values[key]) > limit:
-            errors[key] = f"Use at most {limit} characters."
+    for field, limit in (("name", 200), ("email", 254), ("username", 254), ("reason", 2000)):
+        if len(values[field]) > limit:
+            errors[field] = f"Use at most {limit} characters."
     if errors:
-        return render(request, "request_reset.html", 400, values=values, errors=errors)
+        return render(request, "request_reset.html", 400, values=values, errors=errors,
+                      request_key=key)
     portal = portal_of(request)
-    if not portal.form_throttle.allow(f"reset:{client_address(request)}"):
+    if not portal.form_throttle.allow(f"reset:{limit_key(client_address(request))}"):
         return too_many(request)
     try:
-        await portal.call("ticketing", "request_reset", channel="web", **values)
+        await portal.call("ticketing", "request_reset", channel="web",
+                          client=client_context(request), idempotency_key=key, **values)
     except InvalidRequest as exc:
         return render(request, "request_reset.html", 400, values=values,
-                      errors={"form": exc.message})
+                      errors={"form": exc.message}, request_key=key)
     # The same answer whatever the username: nothing here tells which accounts exist.
     return render(request, "request_sent.html", email=values["email"])
 
@@ -84,25 +94,41 @@ def too_many(request: Request) -> Response:
 
 
 # --- sign in -------------------------------------------------------------------------------
-async def sign_in(request: Request) -> Response:
+async def password_checked(request: Request, *, console: bool) -> dict[str, Any] | Response:
+    """The sign-in form (the portal's or the console's): on GET the form; on POST its fields,
+    the throttle and credentials' ``sign_in``. Credentials' answer, or the page to show instead.
+    A locked account or an expired temporary password is raised for the caller to word."""
+    def form_page(status: int = 200, username: str = "", error: str | None = None) -> Response:
+        timed_out = request.method == "GET" and getattr(request.state, "timed_out", False)
+        return render(request, "sign_in.html", status, username=username, error=error,
+                      timed_out=timed_out, console=console)
+
     if request.method == "GET":
-        timed_out = getattr(request.state, "timed_out", False)
-        return render(request, "sign_in.html", username="", error=None, timed_out=timed_out,
-                      console=False)
+        return form_page()
     form = await form_of(request)
-    username = form.get("username", "").strip()
-    password = form.get("password", "")
+    username, password = form.get("username", "").strip(), form.get("password", "")
     if not username or not password:
-        return render(request, "sign_in.html", 400, username=username, timed_out=False,
-                      error="Enter your username and your password.", console=False)
+        return form_page(400, username, "Enter your username and your password.")
     portal = portal_of(request)
-    if not portal.sign_in_throttle.allow(f"ip:{client_address(request)}", f"user:{username.lower()}"):
+    # Per client address here; per account, credentials' delay (no username key: a stranger
+    # could otherwise keep the real user out).
+    if not portal.sign_in_throttle.allow(f"ip:{limit_key(client_address(request))}"):
         return too_many(request)
     try:
-        answer = await portal.call("credentials", "sign_in", username=username, password=password)
+        answer: dict[str, Any] = await portal.call(
+            "credentials", "sign_in", username=username, password=password,
+            channel="console" if console else "portal", client=client_context(request),
+        )
     except AuthenticationFailed as exc:
-        return render(request, "sign_in.html", 401, username=username, error=exc.message,
-                      timed_out=False, console=False)
+        return form_page(401, username, exc.message)
+    except RateLimited as exc:  # "wait N seconds": a delay, not a refusal of the password
+        return form_page(429, username, exc.message)
+    return answer
+
+
+async def sign_in(request: Request) -> Response:
+    try:
+        answer = await password_checked(request, console=False)
     except Locked as exc:
         return problem_page(request, exc, title="Your account is locked", next_url="/sign-in",
                             next_label="Back to sign in")
@@ -110,10 +136,12 @@ async def sign_in(request: Request) -> Response:
         return problem_page(request, exc, title="Your temporary password has expired",
                             advice="Ask the help desk for a new one: use “Request an MFA reset”.",
                             next_url="/request-reset", next_label="Request an MFA reset")
+    if isinstance(answer, Response):
+        return answer
     username = answer["username"]
     if answer["must_change_password"]:
-        start_signed_in(request, stage="change_password", username=username,
-                        change_token=answer["change_token"])
+        session = start_signed_in(request, "change_password", username)
+        session.change_token = answer["change_token"]
         return redirect("/password/new")
     await after_password(request, username, answer["token"])
     return redirect(where_next(request))
@@ -121,11 +149,11 @@ async def sign_in(request: Request) -> Response:
 
 async def after_password(request: Request, username: str, token: str) -> None:
     status = await portal_of(request).call("verification", "status", username=username, token=token)
-    start_signed_in(
-        request, stage="password", username=username, password_token=token,
-        must_enroll=bool(status["must_enroll"]), methods=status.get("methods", []),
-        method_id=status.get("default_method"),
-    )
+    session = start_signed_in(request, "password", username)
+    session.password_token = token
+    session.must_enroll = bool(status["must_enroll"])
+    session.methods = [Method.of(m) for m in status.get("methods", [])]
+    session.method_id = status.get("default_method")
     if not status["must_enroll"]:  # a later sign-in: challenge the default method now
         await begin_challenge(request)
 
@@ -147,7 +175,7 @@ async def new_password(request: Request) -> Response:
     try:
         answer = await portal.call(
             "credentials", "change_password", username=username,
-            change_token=session.get("change_token"), new_password=new,
+            change_token=session.change_token, new_password=new, client=client_context(request),
         )
     except InvalidRequest as exc:
         return render(request, "new_password.html", 400, username=username, error=exc.message)
@@ -156,18 +184,12 @@ async def new_password(request: Request) -> Response:
         return problem_page(request, exc, title="Your temporary password has expired",
                             advice="Ask the help desk for a new one: use “Request an MFA reset”.",
                             next_url="/request-reset", next_label="Request an MFA reset")
-    session.data.pop("change_token", None)
+    session.change_token = None
     await after_password(request, username, answer["token"])
     return redirect(where_next(request))
 
 
 # --- "Keep your account secure" ------------------------------------------------------------
-async def security_info(request: Request) -> Response:
-    if not enrolling(request):
-        return redirect(where_next(request))
-    return redirect("/security-info/app/get-app")
-
-
 async def app_get(request: Request) -> Response:
     if not enrolling(request):
         return redirect(where_next(request))
@@ -192,71 +214,78 @@ async def start_registration(request: Request) -> Response:
         return redirect(where_next(request))
     await form_of(request)
     session = ensure_session(request)
-    answer = await portal_of(request).call(
-        "verification", "start_app_registration", username=session.username,
-        token=session.get("password_token"),
-    )
-    session.data["registration"] = {"flow": flow, **answer}
+    if registration_of(request, flow) is None:  # Back then Next keeps the QR the app scanned
+        app = "other" if flow == "other-app" else "microsoft"
+        answer = await start_setup(request, "start_app_registration", {"app": app},
+                                   client=client_context(request))
+        session.registration = Registration.of(answer, flow=flow)
     return redirect(f"/security-info/{flow}/qr")
 
 
-def qr_data_uri(registration: dict[str, Any]) -> str:
+def qr_data_uri(registration: Registration) -> str:
     """The service's own QR image when it sends one; else drawn here from the otpauth URI."""
-    svg = registration.get("qr_svg")
+    svg = registration.qr_svg
     if isinstance(svg, str) and svg.lstrip().startswith("<"):
         if "xmlns=" not in svg:  # inline SVG may omit it; an image may not
             svg = svg.replace("<svg", '<svg xmlns="http://www.w3.org/2000/svg"', 1)
         return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
-    return segno.make(registration["otpauth_uri"], error="m").svg_data_uri(scale=5, border=2)
+    return otpauth_qr(registration.otpauth_uri)
 
 
-def registration_of(request: Request, flow: str) -> dict[str, Any] | None:
+def otpauth_qr(uri: str) -> str:
+    """An ``otpauth://`` URI's QR code as an image data URI."""
+    import segno  # here: only an app's set-up draws one
+
+    return str(segno.make(uri, error="m").svg_data_uri(scale=5, border=2))
+
+
+def registration_of(request: Request, flow: str) -> Registration | None:
     session = session_of(request)
-    registration = session.get("registration") if session else None
-    return registration if registration and registration.get("flow") == flow else None
+    registration = session.registration if session else None
+    return registration if registration and registration.flow == flow else None
+
+
+def app_flow(request: Request) -> tuple[str | None, Registration | None]:
+    """The app flow the page's path names and its registration in progress (None if none);
+    no flow when the path names none or the person is not setting up a method."""
+    flow = request.path_params["flow"]
+    if not enrolling(request) or flow not in APP_FLOWS:
+        return None, None
+    return flow, registration_of(request, flow)
 
 
 async def scan_qr(request: Request) -> Response:
-    flow = request.path_params["flow"]
-    if not enrolling(request) or flow not in APP_FLOWS:
+    flow, registration = app_flow(request)
+    if flow is None:
         return redirect(where_next(request))
-    registration = registration_of(request, flow)
     if registration is None:
         return redirect("/security-info/app/set-up" if flow == "app" else "/security-info/other-app")
     back = "/security-info/app/set-up" if flow == "app" else "/security-info/methods"
     portal = portal_of(request)
     known = await portal.capabilities.refresh(await portal.client())
     return render(request, "scan_qr.html", flow=flow, back=back, qr=qr_data_uri(registration),
-                  uri=registration["otpauth_uri"], push=flow == "app" and known.get("push", False),
-                  account_name=registration["account_name"],
-                  secret_key=registration["secret_key"], issuer=registration.get("issuer", ""),
+                  uri=registration.otpauth_uri, push=flow == "app" and known.get("push", False),
+                  account_name=registration.account_name, replaces=registration.replaces_earlier,
+                  secret_key=registration.secret_key, issuer=registration.issuer,
                   **progress(flow, "Scan the QR code"))
 
 
 async def enter_code(request: Request) -> Response:
-    flow = request.path_params["flow"]
-    if not enrolling(request) or flow not in APP_FLOWS:
+    flow, registration = app_flow(request)
+    if flow is None:
         return redirect(where_next(request))
-    registration = registration_of(request, flow)
     if registration is None:
         return redirect(f"/security-info/{flow}/qr")
-    context = {"flow": flow, **progress(flow, "Enter the code")}
+    context = {"flow": flow, "code_length": registration.code_length,
+               **progress(flow, "Enter the code")}
     if request.method == "GET":
         return render(request, "enter_code.html", error=None, **context)
-    form = await form_of(request)
-    code = form.get("code", "").replace(" ", "")
-    if not CODE.match(code):
-        return render(request, "enter_code.html", 400,
-                      error="Enter the 6 digits your app shows, without spaces.", **context)
-    session = ensure_session(request)
-    try:
-        answer = await portal_of(request).call(
-            "verification", "verify_code", username=session.username,
-            token=session.get("password_token"), method_id=registration["method_id"], code=code,
-        )
-    except InvalidRequest as exc:
-        return render(request, "enter_code.html", 400, error=exc.message, **context)
-    registered(request, answer)
+    error = await first_code(
+        request, registration.method_id, registration.code_length,
+        f"Enter the {registration.code_length} digits your app shows, without spaces.",
+    )
+    if error is not None:
+        return render(request, "enter_code.html", 400, error=error, **context)
     return redirect("/security-info/success")
 
 
@@ -278,41 +307,31 @@ async def try_push(request: Request) -> Response:
     try:
         push = await portal.call(
             "verification", "start_push", username=session.username,
-            token=session.get("password_token"), method_id=registration["method_id"],
+            token=session.method_token, method_id=registration.method_id,
         )
     except InvalidRequest:  # no device with notifications activated: use the code instead
         return redirect("/security-info/app/code")
-    session.data["push"] = {k: push.get(k) for k in ("challenge_id", "number", "prompt", "expires_at")}
+    session.push = Challenge.of(push)
     return redirect("/security-info/app/try-it-out")
 
 
 async def push_state(request: Request) -> dict[str, Any] | None:
     """The pending push's state; when approved, the session moves on to the MFA stage."""
-    session = ensure_session(request)
-    push = session.get("push")
-    if not push:
-        return None
-    answer = await portal_of(request).call(
-        "verification", "challenge_status", username=session.username,
-        token=session.get("password_token"), challenge_id=push["challenge_id"],
-    )
-    if answer.get("state") == "verified" and answer.get("mfa_token"):
-        registered(request, answer,
-                   push_message=answer.get("message") or "Notification approved")
-    return answer
+    push = ensure_session(request).push
+    return await first_check(request, push) if push else None
 
 
 async def try_it_out(request: Request) -> Response:
     session = session_of(request)
-    if not enrolling(request) or not (session and session.get("push")):
+    if not enrolling(request) or not (session and session.push):
         return redirect(where_next(request))
-    return render(request, "try_it_out.html", push=session.get("push"), message=None,
+    return render(request, "try_it_out.html", push=session.push, message=None,
                   **progress("app", "Enter the code"))
 
 
 async def try_it_out_status(request: Request) -> Response:
     """Polled by the page while it waits (JSON); no reload needed."""
-    if not enrolling(request) and not at_stage(request, "mfa"):
+    if not enrolling(request) and just_registered(request) is None:
         return JSONResponse({"state": "signed_out", "next": "/sign-in"})
     answer = await push_state(request) if enrolling(request) else {"state": "verified"}
     if answer is None:
@@ -326,27 +345,29 @@ async def try_it_out_status(request: Request) -> Response:
 
 async def approved(request: Request) -> Response:
     session = session_of(request)
-    if enrolling(request) and session and session.get("push"):
+    if enrolling(request) and session and session.push:
         answer = await push_state(request)
-        if not at_stage(request, "mfa"):
+        if just_registered(request) is None:
             state = (answer or {}).get("state")
             message = (answer or {}).get("message") if state != "pending" else \
                 "Not approved yet. Approve the notification in your app, then choose Next."
             return render(request, "try_it_out.html", 409 if state != "pending" else 200,
-                          push=session.get("push"), message=message, failed=state != "pending",
+                          push=session.push, message=message, failed=state != "pending",
                           **progress("app", "Enter the code"))
-    if not at_stage(request, "mfa") or not (session and session.get("just_registered")):
+    done = just_registered(request)
+    if done is None or session is None:
         return redirect(where_next(request))
-    session.data.pop("push", None)
-    return render(request, "approved.html", message=session.get("push_message"),
+    session.push = None
+    return render(request, "approved.html", message=done.message,
                   **progress("app", "Enter the code"))
 
 
 async def success(request: Request) -> Response:
-    session = session_of(request)
-    if not at_stage(request, "mfa") or not (session and session.get("just_registered")):
+    done = just_registered(request)
+    if done is None:
         return redirect(where_next(request))
-    return render(request, "success.html", default_label=session.get("default_label") or "")
+    return render(request, "success.html", default_label=done.default_label or "",
+                  done_url=done.done_url)
 
 
 async def choose_method(request: Request) -> Response:
@@ -355,15 +376,17 @@ async def choose_method(request: Request) -> Response:
     portal = portal_of(request)
     await portal.capabilities.refresh(await portal.client())
     choices = portal.capabilities.choices()
+    cancel = "/security-info" if at_stage(request, "portal") else "/security-info/app/get-app"
     if request.method == "GET":
-        return render(request, "methods.html", choices=choices, error=None)
+        return render(request, "methods.html", choices=choices, error=None, cancel=cancel)
     form = await form_of(request)
     wanted = form.get("method", "")
     chosen = next((c for c in choices if c.key == wanted), None)
     if chosen is None:
-        return render(request, "methods.html", 400, choices=choices, error="Choose a method.")
+        return render(request, "methods.html", 400, choices=choices, error="Choose a method.",
+                      cancel=cancel)
     return redirect({"app": "/security-info/app/get-app", "other-app": "/security-info/other-app",
-                     "phone": "/security-info/phone"}[chosen.key])
+                     "phone": "/security-info/phone", "passkey": "/security-info/passkey"}[chosen.key])
 
 
 # --- the Data Access Agreement -------------------------------------------------------------
@@ -372,23 +395,23 @@ async def agreement(request: Request) -> Response:
         return redirect(where_next(request))
     session = ensure_session(request)
     portal = portal_of(request)
-    shown_before = session.get("agreement")
+    shown_before = session.agreement
     if request.method == "GET" or not shown_before:
         shown = await portal.call("consent", "present", username=session.username,
-                                  token=session.get("mfa_token"))
-        session.data["agreement"] = shown
+                                  token=session.mfa_token)
+        session.agreement = shown
         return render(request, "agreement.html", agreement=shown, error=None)
     form = await form_of(request)
     try:
         await portal.call(
-            "consent", "accept", username=session.username, token=session.get("mfa_token"),
+            "consent", "accept", username=session.username, token=session.mfa_token,
             version=shown_before["version"], content_hash=shown_before["content_hash"],
             accepted=form.get("accept") == "yes", confirmed=True,
         )
     except InvalidRequest as exc:
         return render(request, "agreement.html", 400, agreement=shown_before, error=exc.message)
-    session.data.pop("agreement", None)
-    session.data["stage"] = "portal"
+    session.agreement = None
+    session.stage = "portal"
     return redirect("/home")
 
 
@@ -412,7 +435,6 @@ def routes() -> list[Route]:
         Route("/request-reset", request_reset, methods=["GET", "POST"]),
         Route("/sign-in", sign_in, methods=["GET", "POST"]),
         Route("/password/new", new_password, methods=["GET", "POST"]),
-        Route("/security-info", security_info),
         Route("/security-info/app/get-app", app_get),
         Route("/security-info/app/set-up", app_setup),
         Route("/security-info/other-app", other_app),

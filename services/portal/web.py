@@ -13,11 +13,14 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from services.portal.methods import Capabilities
 from services.portal.security import Throttle, csrf_ok
-from services.portal.sessions import Session, SessionStore
-from shared.bus.stream import connect
+from services.portal.sessions import Session, SessionStore, Stage
+from shared.bus.connection import connect
 from shared.client import RekeyClient
-from shared.errors import RekeyError, Unavailable
+from shared.clock import SYSTEM_CLOCK, Clock
+from shared.errors import AuthenticationFailed, RekeyError, Unavailable
+from shared.network import TrustedProxies, parse_address
 from shared.settings import Settings
+from shared.tokens import RESET_REFUSAL
 
 log = logging.getLogger(__name__)
 
@@ -63,29 +66,53 @@ GENERIC = Problem("Something went wrong", 500,
 class Portal:
     """The portal's process-wide state: settings, the bus connection, sessions, throttles."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
+        self.clock = clock
         self.sessions = SessionStore(
-            settings.portal_idle_minutes * 60, settings.portal_session_hours * 3600
+            settings.portal_idle_minutes * 60, settings.portal_session_hours * 3600, clock
         )
-        self.sign_in_throttle = Throttle(settings.portal_sign_in_attempts, 60.0)
-        self.form_throttle = Throttle(max(settings.portal_sign_in_attempts, 10), 60.0)
-        self.capabilities = Capabilities()
+        self.sign_in_throttle = Throttle(settings.portal_sign_in_attempts, 60.0, clock=clock)
+        self.form_throttle = Throttle(max(settings.portal_sign_in_attempts, 10), 60.0, clock=clock)
+        self.capabilities = Capabilities(clock)
+        self.proxies = TrustedProxies(settings.trusted_proxies)
         self._nc: Any = None
         self._client: RekeyClient | None = None
 
     async def client(self) -> RekeyClient:
         if self._client is None or self._nc is None or self._nc.is_closed:
             try:
-                self._nc = await connect(self.settings.nats_url, "rekey-portal", attempts=2)
+                self._nc = await connect(self.settings, "portal", attempts=2)
             except ConnectionError as exc:
                 raise Unavailable("The portal cannot reach its services. Try again shortly.") from exc
             self._client = RekeyClient(self._nc, timeout=10)
         return self._client
 
+    @property
+    def connection(self) -> Any:
+        """The bus connection (None before the first request)."""
+        return self._nc
+
     async def call(self, service: str, command: str, **payload: Any) -> Any:
         client = await self.client()
         return await client.call(service, command, **payload)
+
+    async def check_current(self, session: Session) -> None:
+        """Asks credentials whether the session's sign-in predates the user's last reset (at
+        every request: nothing the portal missed while away can keep a session alive). If it
+        does, every session of that user ends and ``AuthenticationFailed`` says why."""
+        proof = session.sign_in_proof()
+        if proof is None or not session.username:
+            return
+        try:
+            await self.call("credentials", "session_check", username=session.username, **proof)
+        except AuthenticationFailed as refused:
+            if refused.message == RESET_REFUSAL:  # the account was reset: all its sessions end
+                ended = self.sessions.drop_user(session.username)
+                log.info("ended %d portal session(s) of a reset account", ended)
+            else:  # this sign-in alone has run out (e.g. an agent's principal expired)
+                self.sessions.drop(session)
+            raise
 
     async def close(self) -> None:
         if self._nc is not None and not self._nc.is_closed:
@@ -108,10 +135,10 @@ def ensure_session(request: Request) -> Session:
     return session
 
 
-def start_signed_in(request: Request, **data: Any) -> Session:
+def start_signed_in(request: Request, stage: Stage, username: str) -> Session:
     """A new session id at sign-in: whatever id the browser had before is dropped."""
     session = portal_of(request).sessions.rotate(session_of(request))
-    session.data.update(data)
+    session.stage, session.username = stage, username
     request.state.session = session
     return session
 
@@ -131,6 +158,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         csrf=session.csrf,
         session=session,
         portal_name=portal.settings.portal_name,
+        helpdesk=portal.settings.helpdesk_contact,
         dev_pages=portal.settings.portal_dev_pages,
         **context,
     )
@@ -172,7 +200,21 @@ async def form_of(request: Request) -> dict[str, str]:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The real client's address: the TCP peer, or behind a trusted proxy (and only then) the
+    rightmost ``X-Forwarded-For`` hop that is not a trusted proxy."""
+    peer = request.client.host if request.client else "unknown"
+    return portal_of(request).proxies.client_address(
+        peer, request.headers.getlist("x-forwarded-for")
+    )
+
+
+def client_context(request: Request) -> dict[str, str] | None:
+    """The ``client`` the portal sends with a command (shared.contracts.client.ClientContext):
+    the real client address and the browser's user agent; None without an IP address."""
+    address = client_address(request)
+    if parse_address(address) is None:
+        return None
+    return {"address": address, "user_agent": request.headers.get("user-agent", "")[:300]}
 
 
 def no_store(response: Response) -> Response:

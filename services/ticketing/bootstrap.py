@@ -7,9 +7,21 @@ import contextlib
 import logging
 
 from services.ticketing import commands as c
-from services.ticketing.application import Acknowledgement, TicketingApplication
+from services.ticketing.application import (
+    Acknowledgement,
+    Alert,
+    RejectionNotice,
+    TicketingApplication,
+)
 from services.ticketing.intake import IntakeHandler, serve_intake
+from services.ticketing.notices import acknowledgement_mail, alert_mail, proof_mail, rejection_mail
+from services.ticketing.proving import ProofMail
+from shared.application import AGENT_SESSION_ENDS
 from shared.bus.rpc import Endpoint
+from shared.clock import Clock
+from shared.effects import SideEffects
+from shared.health import smtp_check
+from shared.indexes import backfill
 from shared.mailer import Mailer
 from shared.runtime import Wiring, in_thread
 from shared.settings import Settings
@@ -17,91 +29,104 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def acknowledgement_mail(mailer: Mailer, ack: Acknowledgement, settings: Settings):
-    """The same words whether or not the account exists or the address is the one on file."""
-    body = (
-        "Hello,\n\n"
-        f"We received your request to reset multi-factor authentication for the "
-        f"{settings.portal_name}. Your ticket number is {ack.ticket_number}; please quote it "
-        "if you contact us.\n\n"
-        "A help-desk agent will check your identity before anything is reset, usually by calling\n"
-        "you back on the phone number on file. If there is an account for the username you gave,\n"
-        "its owner will then receive a temporary password by secure email.\n\n"
-        f"If you did not send this request, tell {settings.helpdesk_contact}.\n"
+def build(settings: Settings, mailer: Mailer | None = None, *, clock: Clock | None = None) -> Wiring:
+    mailer = mailer or Mailer(settings)  # refuses mail in clear to a remote host: before any store
+    app = TicketingApplication(settings, clock=clock)
+
+    async def send(ack: Acknowledgement) -> str | None:
+        return await mailer.send_with_retries(acknowledgement_mail(mailer, ack, settings))
+
+    acknowledgements = SideEffects(
+        "acknowledgement", send, app.mark_acknowledged, pending=app.acknowledgement_pending
     )
-    return mailer.message(ack.to, f"Ticket {ack.ticket_number}: MFA reset request received", body,
-                          tagged=False)
+    app.send_acknowledgement = acknowledgements.later
 
+    async def send_rejection(notice: RejectionNotice) -> str | None:
+        return await mailer.send_with_retries(rejection_mail(mailer, notice, settings))
 
-def build(settings: Settings, mailer: Mailer | None = None) -> Wiring:
-    app = TicketingApplication(settings)
-    mailer = mailer or Mailer(settings)
-    sending: set[asyncio.Task[None]] = set()
-    claimed: set[str] = set()
-    loop: asyncio.AbstractEventLoop | None = None
+    rejections = SideEffects(
+        "rejection notice", send_rejection, app.mark_rejection_noticed,
+        pending=app.rejection_notice_pending,
+    )
+    app.send_rejection_notice = rejections.later
 
-    async def acknowledge(ack: Acknowledgement) -> None:
-        if ack.intent_id in claimed:
-            return
-        claimed.add(ack.intent_id)
-        error = await mailer.send_with_retries(acknowledgement_mail(mailer, ack, settings))
-        await in_thread(lambda a: app.mark_acknowledged(a, error))(ack)
+    async def send_alert(alert: Alert) -> str | None:
+        return await mailer.send_with_retries(alert_mail(mailer, alert, settings))
 
-    def send_fresh() -> None:
-        for ack in app.take_fresh_acknowledgements():
-            task = asyncio.ensure_future(acknowledge(ack))
-            sending.add(task)
-            task.add_done_callback(sending.discard)
+    alerts = SideEffects("security alert", send_alert, app.mark_alerted, pending=app.alert_pending)
+    app.send_alert = alerts.later
 
-    def send_fresh_threadsafe() -> None:
-        if loop is not None:
-            loop.call_soon_threadsafe(send_fresh)
+    async def send_proof(mail: ProofMail) -> str | None:
+        return await mailer.send_with_retries(proof_mail(mailer, mail, settings))
+
+    proof_mails = SideEffects(
+        "proof mail", send_proof, app.mark_proof_mailed, pending=app.proof_mail_pending
+    )
+    app.send_proof_mail = proof_mails.later  # type: ignore[method-assign]
+
+    async def fail_unmailed() -> None:
+        if failed := await in_thread(app.fail_unmailed_proofs):
+            log.info("%s proof mail(s) were not sent before the last stop: failed", failed)
 
     async def intake(stopping: asyncio.Event) -> None:
-        nonlocal loop
-        loop = asyncio.get_running_loop()
-        for ack in await in_thread(lambda _: app.unsent_acknowledgements())(None):
-            task = asyncio.ensure_future(acknowledge(ack))
-            sending.add(task)
-            task.add_done_callback(sending.discard)
         if settings.intake_port:
-            handler = IntakeHandler(settings, app, on_ticket=send_fresh_threadsafe)
-            await serve_intake(settings, handler, stopping)
-        else:
-            await stopping.wait()
-        for task in list(sending):
-            task.cancel()
-        await asyncio.gather(*sending, return_exceptions=True)
+            await serve_intake(settings, IntakeHandler(settings, app), stopping)
 
     async def expire(stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             try:
-                for number in await in_thread(lambda _: app.expire_stale())(None):
+                for number in await in_thread(app.expire_stale):
                     log.info("ticket %s expired", number)
+                for number in await in_thread(app.take_effect_due):
+                    log.info("ticket %s: the cancel window ended, the reset takes effect", number)
             except Exception:
                 log.exception("expiring tickets failed; trying again later")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), settings.ticket_expiry_check_seconds)
 
-    delivery = in_thread(app.on_delivery_event)
+    delivery = app.on_delivery_event
     return Wiring(
+        on_close=[mailer.close],  # its kept SMTP connections
         name="ticketing",
         app=app,
         endpoints={
-            "request_reset": Endpoint(c.RequestReset, in_thread(app.request_reset)),
-            "verify_identity": Endpoint(c.VerifyIdentity, in_thread(app.verify_identity)),
-            "approve": Endpoint(c.ApproveReset, in_thread(app.approve)),
-            "reject": Endpoint(c.RejectReset, in_thread(app.reject)),
-            "list": Endpoint(c.ListTickets, in_thread(lambda cmd: app.list_tickets(cmd.state))),
-            "show": Endpoint(c.TicketRef, in_thread(lambda cmd: app.show(cmd.ticket))),
-            "quarantine": Endpoint(c.ListQuarantine, in_thread(lambda _: app.quarantined())),
+            "request_reset": Endpoint(c.RequestReset, app.request_reset),
+            "start_proof": Endpoint(c.StartProof, app.start_proof),
+            "answer_proof_code": Endpoint(c.AnswerProofCode, app.answer_proof_code),
+            "attest_id_check": Endpoint(c.AttestIdCheck, app.attest_id_check),
+            "manager_request": Endpoint(c.ManagerLinkRef, app.manager_request),
+            "manager_decide": Endpoint(c.ManagerDecision, app.manager_decide),
+            "approve": Endpoint(c.ApproveReset, app.approve),
+            "reject": Endpoint(c.RejectReset, app.reject),
+            "close_review": Endpoint(c.CloseReview, app.close_review),
+            "cancel_link": Endpoint(c.CancelLink, app.cancel_link),
+            "cancel_reset": Endpoint(c.CancelReset, app.cancel_reset),
+            "list": Endpoint(c.ListTickets, app.list_tickets, spread=True),
+            "show": Endpoint(c.ShowTicket, app.show, spread=True),
+            "quarantine": Endpoint(c.ListQuarantine, app.quarantined, spread=True),
         },
         handlers={
-            ("credentials", "AccountRegistered"): in_thread(app.on_account_registered),
-            ("consent", "AgreementAccepted"): in_thread(app.on_agreement_accepted),
+            ("credentials", "AccountRegistered"): app.on_account_registered,
+            ("consent", "AgreementAccepted"): app.on_agreement_accepted,
             ("credentials", "PasswordIssued"): delivery,
             ("credentials", "TemporaryPasswordSent"): delivery,
             ("credentials", "TemporaryPasswordDeliveryFailed"): delivery,
+            ("verification", "MethodRegistered"): app.on_method_registered,
+            ("verification", "CallBackAnswered"): app.on_call_back,
+            ("verification", "CallBackFailed"): app.on_call_back,
+            ("verification", "DeviceActivated"): app.on_method_change,
+            ("verification", "MethodRemoved"): app.on_method_change,
+            ("verification", "MethodsRevoked"): app.on_method_change,
+            ("verification", "MethodChallengeAnswered"): app.on_method_challenge,
+            ("verification", "MethodChallengeFailed"): app.on_method_challenge,
+            **{key: app.on_reset for key in AGENT_SESSION_ENDS},  # the agent signs in again
         },
-        background=[intake, expire],
+        # Indexes first: the sweep reads them.
+        startup=[
+            backfill(app.backfill_indexes), acknowledgements.sweep(app.unsent_acknowledgements),
+            alerts.sweep(app.unsent_alerts), rejections.sweep(app.unsent_rejection_notices),
+            fail_unmailed,
+        ],
+        background=[intake, expire, acknowledgements.run, alerts.run, rejections.run, proof_mails.run],
+        dependencies=[smtp_check(settings)],
     )

@@ -6,18 +6,26 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+import shared.commands
+from shared.commands import USERNAME
+from shared.contracts.client import ClientContext
+from shared.idempotency import IdempotencyKey
+
 Id = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
 
-class Authenticated(BaseModel):
+class Authenticated(shared.commands.Authenticated):
     """Every web-side verification command carries the token from the password step."""
 
-    username: str = Field(min_length=1, max_length=254)
-    token: str = Field(min_length=1, max_length=2048)
+
+CLIENT = Field(None, description="The web client (address through trusted proxies, user agent)")
 
 
 class StartAppRegistration(Authenticated):
-    pass
+    client: ClientContext | None = CLIENT
+    app: Literal["microsoft", "other"] = Field(
+        "microsoft", description="'other': any TOTP app, labelled 'Authenticator app'")
+    idempotency_key: IdempotencyKey = None
 
 
 class VerifyCode(Authenticated):
@@ -45,6 +53,8 @@ class StartPhoneRegistration(Authenticated):
     number: str = Field(min_length=3, max_length=32)
     country: str = Field("US", min_length=2, max_length=2, description="ISO region, US first")
     channel: Literal["sms", "call"]
+    client: ClientContext | None = CLIENT
+    idempotency_key: IdempotencyKey = None
 
 
 class StartChallenge(Authenticated):
@@ -52,6 +62,9 @@ class StartChallenge(Authenticated):
 
     method_id: str | None = Field(None, max_length=64)
     location: str | None = Field(None, max_length=120)
+    channel: Literal["app"] | None = Field(
+        None, description="'app': the app's code instead of a notification to it"
+    )
 
 
 class ResendCode(Authenticated):
@@ -60,13 +73,50 @@ class ResendCode(Authenticated):
     method_id: str = Id
 
 
+class PhoneCountries(BaseModel):
+    """The countries and regions a phone number may be in (no sign-in needed: it is public)."""
+
+
 class SetDefaultMethod(Authenticated):
+    """Security info: make a registered method the default (needs a fresh MFA check)."""
+
     method_id: str = Id
+    client: ClientContext | None = CLIENT
+
+
+class RemoveMethod(Authenticated):
+    """Security info: remove a registered method, not the last one nor the default (needs a
+    fresh MFA check)."""
+
+    method_id: str = Id
+    client: ClientContext | None = CLIENT
+
+
+CREDENTIAL = Field(min_length=2, max_length=16_000,
+                   description="The browser's PublicKeyCredential as JSON (base64url fields)")
+
+
+class StartPasskeyRegistration(Authenticated):
+    client: ClientContext | None = CLIENT
+    idempotency_key: IdempotencyKey = None
+
+
+class PasskeyAnswer(Authenticated):
+    """The browser's answer to a WebAuthn challenge: a new credential (``create``) to finish a
+    registration, or an assertion (``get``) for a sign-in."""
+
+    challenge_id: str = Id
+    credential: str = CREDENTIAL
+
+
+class SecurityInfo(Authenticated):
+    """Security info: the methods with when each was added and last used, and whether the
+    token is a fresh enough MFA check to change them."""
 
 
 # --- the authenticator device API (signed with the device's Ed25519 key) ----------------------
 class Signed(BaseModel):
-    username: str = Field(min_length=1, max_length=254)
+    username: str = USERNAME
     method_id: str = Id
     signed_at: int = Field(description="Unix seconds when the device signed")
     signature: str = Field(min_length=20, max_length=200)

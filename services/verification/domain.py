@@ -7,6 +7,7 @@ their public key.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID, uuid5
@@ -23,16 +24,43 @@ from shared.errors import (
     NotFound,
     RateLimited,
 )
+from shared.secrets import keyed_hash
+from shared.upcasting import gained
 
 APP = "authenticator_app"
 PHONE = "phone"
-METHOD_LABELS = {APP: "Microsoft Authenticator", PHONE: "Phone"}
+PASSKEY = "passkey"  # a passkey or a security key (WebAuthn)
+METHOD_LABELS = {APP: "Microsoft Authenticator", PHONE: "Phone", PASSKEY: "Passkey or security key"}
+OTHER_APP_LABEL = "Authenticator app"  # "I want to use a different authenticator app"
 LOCK_AFTER_FAILURES = 5
 PUSH_MAX_WRONG = 3
 
 # challenge kinds
-TOTP, PUSH, SMS, CALL = "totp", "push", "sms", "call"
+TOTP, PUSH, SMS, CALL, WEBAUTHN = "totp", "push", "sms", "call", "webauthn"
+# a step's channel, as a screen tells it: "app" (type the app's code), "push", "sms", "call"
+APP_CHANNEL = "app"
 PENDING, VERIFIED, FAILED, DENIED, SUPERSEDED = "pending", "verified", "failed", "denied", "superseded"
+IDENTITY_PROOF = "identity_proof"  # a push the help desk sent to prove who is on the phone
+CODE_DIGITS = 6  # every code a person types: the app's TOTP codes and the codes sent
+
+
+# --- how codes are kept: keyed hashes, compared in constant time --------------------------------
+def code_hash(key: bytes, challenge_id: str, code: str) -> str:
+    """A sent code or a push number as stored: keyed, and bound to its challenge."""
+    return keyed_hash(key, f"{challenge_id}:{code}")
+
+
+def activation_hash(key: bytes, activation_code: str) -> str:
+    return keyed_hash(key, f"activation:{activation_code}")
+
+
+def phone_hash(key: bytes, e164: str) -> str:
+    """A phone number's stand-in for the per-number send limit (the number stays in the vault)."""
+    return keyed_hash(key, f"phone:{e164}")
+
+
+def _same_hash(expected: str | None, actual: str) -> bool:
+    return expected is not None and hmac.compare_digest(actual, expected)
 
 
 class MethodLockedError(Locked):
@@ -41,6 +69,18 @@ class MethodLockedError(Locked):
 
 class UnknownMethod(NotFound):
     """No such method for this user."""
+
+
+class LastMethod(Conflict):
+    """Removing it would leave the account without a way to sign in."""
+
+
+class DefaultNotRemovable(Conflict):
+    """The default method is removed only once another method is the default."""
+
+
+class NotRegistered(InvalidRequest):
+    """The method's setup was never finished."""
 
 
 class CodeRejected(InvalidRequest):
@@ -55,12 +95,24 @@ class ChallengeExpired(Expired):
     """The challenge outlived its time."""
 
 
+class PasskeyNotAccepted(AuthenticationFailed):
+    """A passkey answer for another challenge, key or account, replayed, or a cloned key."""
+
+
+PASSKEY_NOT_ACCEPTED = ("The passkey or security key was not accepted. Try again, or sign in "
+                        "another way.")
+
+
 class UnknownDevice(AuthenticationFailed):
     """No such device, or the signature does not match its key."""
 
 
 class SendRateLimited(RateLimited):
     """Too many texts or calls."""
+
+
+class PushRateLimited(RateLimited):
+    """Too many push requests for a user or a device (push bombing)."""
 
 
 @dataclass
@@ -93,6 +145,19 @@ class Challenge:
             return "expired"
         return self.state
 
+    @property
+    def channel(self) -> str:
+        return {TOTP: APP_CHANNEL, WEBAUTHN: PASSKEY}.get(self.kind, self.kind)
+
+    @property
+    def takes_code(self) -> bool:
+        """Whether a code typed on the screen answers it: the app's, a text's, one a call read out."""
+        return self.kind == TOTP or (self.kind in (SMS, CALL) and self.code_hash is not None)
+
+    def matches(self, key: bytes, code: str) -> bool:
+        """Whether ``code`` (or the push number) is the one this challenge was issued with."""
+        return _same_hash(self.code_hash, code_hash(key, self.challenge_id, code))
+
 
 @dataclass
 class Method:
@@ -111,6 +176,16 @@ class Method:
     phone_hash: str | None = None
     activation_hash: str | None = None
     devices: dict[str, Device] = field(default_factory=dict)
+    client: dict[str, str] | None = None  # who started it on the web (address, network, agent)
+    registered_at: datetime | None = None  # its first check passed (absent in older stores)
+    last_used: datetime | None = None  # its latest verified challenge
+    # a passkey: its credential id and public key (not secrets) and the authenticator's counter
+    credential_id: str | None = None
+    public_key: str | None = None
+    sign_count: int = 0
+
+    def activation_matches(self, key: bytes, activation_code: str) -> bool:
+        return _same_hash(self.activation_hash, activation_hash(key, activation_code))
 
 
 class Enrollment(UserAggregate):
@@ -160,11 +235,45 @@ class Enrollment(UserAggregate):
             if c.kind in (SMS, CALL) and c.issued_at is not None and c.issued_at >= since
         )
 
+    def check_registered(self, method: Method) -> None:
+        if not method.registered:
+            raise NotRegistered("That sign-in method is not set up yet.")
+
+    def check_not_last(self, method: Method) -> None:
+        if [m.method_id for m in self.registered] == [method.method_id]:
+            raise LastMethod(
+                "This is your only sign-in method. Add another one before you remove it."
+            )
+
+    def check_not_default(self, method: Method) -> None:
+        if method.method_id == self.default_method:
+            raise DefaultNotRemovable(
+                "This is your default sign-in method. Make another method the default first, "
+                "then remove this one."
+            )
+
     def check_usable(self, method: Method) -> None:
         if method.locked:
             raise MethodLockedError(
                 "This method is locked after too many wrong codes. Call the help desk."
             )
+
+    # --- the cancel window: a text to a phone that survives ----------------------------------
+    def phone_to_tell(self) -> Method | None:
+        """A registered, unlocked phone (the default first) to tell of a scheduled reset."""
+        phones = [m for m in self.registered
+                  if m.method_type == PHONE and m.channel == SMS and not m.locked]
+        phones.sort(key=lambda m: m.method_id != self.default_method)
+        return phones[0] if phones else None
+
+    @event("ResetNoticeIntended")
+    def intend_reset_notice(self, intent_id: str, method_id: str, ticket_id: str | None) -> None:
+        """A text about a scheduled reset, to the phone on this enrollment (sent after commit)."""
+
+    @event("ResetNoticeTexted")
+    def mark_reset_notice(self, intent_id: str, method_id: str, masked_to: str,
+                          error: str | None = None) -> None:
+        """The text's outcome: sent (``error`` None) or not, with the reason."""
 
     # --- revocation on an approved reset -----------------------------------------------------
     def revoke_before(self, approved_at: datetime, ticket_id: str | None) -> list[Method]:
@@ -192,7 +301,56 @@ class Enrollment(UserAggregate):
         if self.default_method in revoked:
             self.default_method = None
 
+    # --- Security info: the user removes a method or changes the default ----------------------
+    def remove(self, method_id: str, client: dict[str, str] | None = None) -> Method:
+        method = self.method(method_id)
+        self.check_registered(method)
+        self.check_not_last(method)
+        self.check_not_default(method)
+        self._method_removed(method_id=method_id, method_type=method.method_type,
+                             label=method.label, masked_phone=method.masked_phone, client=client)
+        return method
+
+    @event("MethodRemoved")
+    def _method_removed(self, method_id: str, method_type: str, label: str,
+                        masked_phone: str | None = None,
+                        client: dict[str, str] | None = None) -> None:
+        self.methods.pop(method_id, None)
+        self.issued = {k: c for k, c in self.issued.items() if c.method_id in self.methods}
+
+    def change_default(self, method_id: str, client: dict[str, str] | None = None) -> bool:
+        """The user's choice of default; False when it already is the default (nothing recorded)."""
+        method = self.method(method_id)
+        self.check_registered(method)
+        self.check_usable(method)
+        if self.default_method == method_id:
+            return False
+        self._default_changed(method_id=method_id, method_type=method.method_type,
+                              label=method.label, masked_phone=method.masked_phone,
+                              previous_method_id=self.default_method, client=client)
+        return True
+
+    @event("DefaultMethodChanged")
+    def _default_changed(self, method_id: str, method_type: str, label: str,
+                         masked_phone: str | None = None, previous_method_id: str | None = None,
+                         client: dict[str, str] | None = None) -> None:
+        self.default_method = method_id
+
     # --- registration ------------------------------------------------------------------------
+    def replace_setups(self, method_type: str) -> list[Method]:
+        """A new setup of ``method_type`` replaces the unfinished ones, which stop working (an
+        app that scanned an earlier QR code no longer signs in): never two live keys waiting."""
+        earlier = [m for m in self.methods.values()
+                   if m.method_type == method_type and not m.registered]
+        if earlier:
+            self._setups_replaced(method_ids=[m.method_id for m in earlier], method_type=method_type)
+        return earlier
+
+    @event("MethodSetupsReplaced")
+    def _setups_replaced(self, method_ids: list[str], method_type: str) -> None:
+        for method_id in method_ids:
+            self.methods.pop(method_id, None)
+
     @event("MethodRegistrationStarted")
     def start_registration(
         self,
@@ -204,13 +362,16 @@ class Enrollment(UserAggregate):
         masked_phone: str | None = None,
         phone_hash: str | None = None,
         activation_hash: str | None = None,
+        client: dict[str, str] | None = None,
+        label: str | None = None,
     ) -> None:
-        label = METHOD_LABELS.get(method_type, method_type)
+        label = label or METHOD_LABELS.get(method_type, method_type)
         if masked_phone:
             label = f"{label} {masked_phone}"
         self.methods[method_id] = Method(
             method_id, method_type, label, secret_ref, started_at, channel=channel,
             masked_phone=masked_phone, phone_hash=phone_hash, activation_hash=activation_hash,
+            client=client,
         )
 
     def activate_device(
@@ -252,11 +413,17 @@ class Enrollment(UserAggregate):
         context: dict[str, str] | None = None,
     ) -> None:
         method = self.methods[method_id]
-        if kind in (SMS, CALL):  # a new code invalidates the old one
-            for old_id in method.challenges:
-                old = self.issued.get(old_id)
-                if old is not None and old.kind in (SMS, CALL) and old.state == PENDING:
-                    old.state = SUPERSEDED
+        for old_id in method.challenges:  # a new code or request replaces the one before
+            old = self.issued.get(old_id)
+            if old is None or old.state != PENDING:
+                continue
+            if (kind in (SMS, CALL) and old.kind in (SMS, CALL)) or (
+                # a sign-in or setup push replaces the one before (one request on the phone);
+                # the help desk's identity proof is left alone, and leaves others alone
+                kind == PUSH and old.kind == PUSH and old.purpose == purpose
+                and purpose != IDENTITY_PROOF
+            ):
+                old.state = SUPERSEDED
         method.challenges.append(challenge_id)
         self.issued[challenge_id] = Challenge(
             challenge_id, method_id, kind, purpose, issued_at, expires_at, code_hash,
@@ -265,7 +432,7 @@ class Enrollment(UserAggregate):
 
     def verify(
         self, method_id: str, challenge_id: str, step: int | None,
-        lock_after: int = LOCK_AFTER_FAILURES,
+        lock_after: int = LOCK_AFTER_FAILURES, now: datetime | None = None,
     ) -> bool:
         """Record the outcome of a TOTP check (the matching time step, if any)."""
         method = self.method(method_id)
@@ -274,7 +441,7 @@ class Enrollment(UserAggregate):
             reason = "wrong code" if step is None else "code already used"
             self._fail(method, challenge_id, reason, lock_after)
             return False
-        self._succeed(method, challenge_id, step=step)
+        self._succeed(method, challenge_id, step=step, now=now)
         return True
 
     def verify_sent_code(
@@ -291,7 +458,7 @@ class Enrollment(UserAggregate):
         if not code_matches:
             self._fail(method, challenge.challenge_id, "wrong code", lock_after)
             return False
-        self._succeed(method, challenge.challenge_id)
+        self._succeed(method, challenge.challenge_id, now=now)
         return True
 
     def answer_call(
@@ -307,7 +474,7 @@ class Enrollment(UserAggregate):
         if digits != "#":
             self._fail(method, challenge_id, "wrong key pressed", lock_after, dead=True)
             return False
-        self._succeed(method, challenge_id)
+        self._succeed(method, challenge_id, now=now)
         return True
 
     def call_not_answered(self, challenge_id: str, status: str, now: datetime) -> None:
@@ -336,7 +503,7 @@ class Enrollment(UserAggregate):
             self._fail(method, challenge_id, "wrong number", lock_after, dead=dead, nonce=nonce,
                        device_id=device_id)
             return False
-        self._succeed(method, challenge_id, nonce=nonce, device_id=device_id)
+        self._succeed(method, challenge_id, nonce=nonce, device_id=device_id, now=now)
         return True
 
     def deny_push(self, challenge_id: str, device_id: str, nonce: str, now: datetime) -> None:
@@ -364,6 +531,53 @@ class Enrollment(UserAggregate):
             raise ChallengeExpired("This sign-in request has expired.")
         return challenge, method
 
+    # --- passkeys: each challenge answered once, the counter only moves forward ---------------
+    def open_passkey_challenge(self, challenge_id: str, key: bytes, signed_challenge: str,
+                               now: datetime) -> tuple[Challenge, Method]:
+        """The live WebAuthn challenge ``challenge_id`` that the browser signed, and its method;
+        an answer to another challenge, or to one already answered or expired, is refused
+        before anything is recorded."""
+        challenge = self.issued.get(challenge_id)
+        if challenge is None or challenge.kind != WEBAUTHN or not challenge.alive(now) \
+                or not challenge.matches(key, signed_challenge):
+            raise PasskeyNotAccepted(PASSKEY_NOT_ACCEPTED)
+        method = self.method(challenge.method_id)
+        self.check_usable(method)
+        return challenge, method
+
+    def check_new_passkey(self, credential_id: str) -> None:
+        if any(m.credential_id == credential_id for m in self.registered):
+            raise Conflict("This passkey or security key is already set up for your account.")
+
+    def attest_passkey(self, method_id: str, challenge_id: str, credential_id: str,
+                       public_key: str, sign_count: int, now: datetime) -> None:
+        """The browser's new credential was verified: the method is registered."""
+        self.check_new_passkey(credential_id)
+        self._passkey_attested(method_id=method_id, credential_id=credential_id,
+                               public_key=public_key, sign_count=sign_count)
+        self._succeed(self.methods[method_id], challenge_id, now=now)
+
+    @event("PasskeyAttested")
+    def _passkey_attested(self, method_id: str, credential_id: str, public_key: str,
+                          sign_count: int) -> None:
+        method = self.methods[method_id]
+        method.credential_id, method.public_key, method.sign_count = \
+            credential_id, public_key, sign_count
+
+    def check_sign_count(self, method: Method, sign_count: int) -> None:
+        """A counter that does not move forward means a cloned key (both zero: no counter)."""
+        if (sign_count or method.sign_count) and sign_count <= method.sign_count:
+            raise PasskeyNotAccepted(PASSKEY_NOT_ACCEPTED)
+
+    def use_passkey(self, method: Method, challenge_id: str, sign_count: int,
+                    now: datetime) -> None:
+        self.check_sign_count(method, sign_count)
+        self._succeed(method, challenge_id, now=now, sign_count=sign_count)
+
+    def passkey_refused(self, method: Method, challenge_id: str, lock_after: int) -> None:
+        """A signature that does not verify: the challenge is spent, the failure counts."""
+        self._fail(method, challenge_id, "passkey not accepted", lock_after, dead=True)
+
     # --- delivery of texts and calls ---------------------------------------------------------
     @event("CodeDispatched")
     def mark_sent(self, challenge_id: str, method_id: str, channel: str, masked_phone: str) -> None:
@@ -377,15 +591,16 @@ class Enrollment(UserAggregate):
 
     # --- outcomes ----------------------------------------------------------------------------
     def _succeed(self, method: Method, challenge_id: str, step: int | None = None,
-                 nonce: str | None = None, device_id: str | None = None) -> None:
+                 nonce: str | None = None, device_id: str | None = None,
+                 now: datetime | None = None, sign_count: int | None = None) -> None:
         self._challenge_verified(
             challenge_id=challenge_id, method_id=method.method_id, method_type=method.method_type,
-            step=step, nonce=nonce, device_id=device_id,
+            step=step, nonce=nonce, device_id=device_id, at=now, sign_count=sign_count,
         )
         if not method.registered:
             self._method_registered(
                 method_id=method.method_id, method_type=method.method_type, label=method.label,
-                masked_phone=method.masked_phone,
+                masked_phone=method.masked_phone, client=method.client, registered_at=now,
             )
         if self.default_method is None:
             self.set_default(method.method_id)
@@ -414,10 +629,14 @@ class Enrollment(UserAggregate):
     @event("ChallengeVerified")
     def _challenge_verified(
         self, challenge_id: str, method_id: str, method_type: str, step: int | None = None,
-        nonce: str | None = None, device_id: str | None = None,
+        nonce: str | None = None, device_id: str | None = None, at: datetime | None = None,
+        sign_count: int | None = None,
     ) -> None:
         method = self.methods[method_id]
         method.failures = 0
+        method.last_used = at or method.last_used
+        if sign_count is not None:
+            method.sign_count = sign_count
         if step is not None:
             method.last_step = step
         challenge = self.issued.get(challenge_id)
@@ -458,9 +677,12 @@ class Enrollment(UserAggregate):
 
     @event("MethodRegistered")
     def _method_registered(
-        self, method_id: str, method_type: str, label: str, masked_phone: str | None = None
+        self, method_id: str, method_type: str, label: str, masked_phone: str | None = None,
+        client: dict[str, str] | None = None, registered_at: datetime | None = None,
     ) -> None:
+        """``client``: the web client that started the registration (None: not on the web)."""
         self.methods[method_id].registered = True
+        self.methods[method_id].registered_at = registered_at
 
     @event("DefaultMethodSet")
     def _default_set(
@@ -487,3 +709,9 @@ class PhoneSends(Aggregate):
     def count(self, at: datetime) -> None:
         self.sends.append(at)
         del self.sends[:-50]
+
+
+# Fields added since events were first stored (shared/upcasting.py).
+gained(Enrollment.MethodRegistrationStarted, 2, client=None, label=None)  # type: ignore[attr-defined]
+gained(Enrollment.MethodRegistered, 2, client=None, registered_at=None)  # type: ignore[attr-defined]
+gained(Enrollment.ChallengeVerified, 2, at=None, sign_count=None)  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from shared.errors import InvalidRequest
+from shared.secrets import matching_number
 
 
 def signed_message(purpose: str, fields: dict[str, Any]) -> bytes:
@@ -56,9 +57,8 @@ def signature_ok(public_key: str, signature: str, purpose: str, fields: dict[str
 
 
 def new_number(digits: int) -> str:
-    """The number the web shows and the person types on the device (never 0-padded away)."""
-    low = 10 ** (digits - 1)
-    return str(low + secrets.randbelow(9 * low))
+    """The number the web shows and the person types on the device."""
+    return matching_number(digits)
 
 
 def new_code(digits: int = 6) -> str:

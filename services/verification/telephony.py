@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
-from twilio.rest import Client
 
-from shared.errors import Unavailable
+from shared.metrics import TEXTS_FAILED, TEXTS_SENT
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,15 +25,24 @@ _sdk_log.setLevel(logging.WARNING)
 TWILIO_ORIGIN = re.compile(r"^https://[a-z0-9.-]*twilio\.com")
 
 
-class RedirectingHttpClient(TwilioHttpClient):
-    """The SDK's own HTTP client, sending to another origin than api.twilio.com."""
+def sdk_client(sid: str, token: str, api_url: str | None) -> Any:
+    """The SDK's client with its own HTTP client, sending to ``api_url`` instead of
+    api.twilio.com when given. Made with the first text or call: the SDK's REST client and
+    ``requests`` are about 5 MB that a process never texting does not need."""
+    from twilio.http.http_client import TwilioHttpClient
+    from twilio.rest import Client
 
-    def __init__(self, api_url: str, timeout: float = 10.0) -> None:
-        super().__init__(timeout=timeout, logger=_sdk_log)
-        self.api_url = api_url.rstrip("/")
+    class RedirectingHttpClient(TwilioHttpClient):
+        def __init__(self, origin: str, timeout: float = 10.0) -> None:
+            super().__init__(timeout=timeout, logger=_sdk_log)
+            self.api_url = origin.rstrip("/")
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any):  # type: ignore[override]
-        return super().request(method, TWILIO_ORIGIN.sub(self.api_url, url), *args, **kwargs)
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any):  # type: ignore[override]
+            return super().request(method, TWILIO_ORIGIN.sub(self.api_url, url), *args, **kwargs)
+
+    http = (RedirectingHttpClient(api_url) if api_url
+            else TwilioHttpClient(timeout=10, logger=_sdk_log))
+    return Client(sid, token, http_client=http)
 
 
 @dataclass(frozen=True)
@@ -52,32 +59,58 @@ class Outgoing:
     url: str | None = None  # the voice webhook (press-# mode)
     status_callback: str | None = None
 
+    @property
+    def intent_id(self) -> str:
+        return self.challenge_id
+
     def __repr__(self) -> str:  # never print the code or the number
         return f"Outgoing({self.channel}, challenge={self.challenge_id}, to={self.masked_to})"
+
+
+@dataclass(frozen=True)
+class Sent:
+    sid: str  # the provider's id of the message or call
+
+
+@dataclass(frozen=True)
+class NotSent:
+    """Why a text or call did not go out: ``reason`` is recorded, ``message`` told to the person."""
+
+    reason: str
+    message: str
+
+
+NOT_CONFIGURED = NotSent(
+    "Texts and calls are not configured here (REKEY_TWILIO_AUTH_TOKEN)",
+    "Texts and calls are not configured here (REKEY_TWILIO_AUTH_TOKEN).",
+)
+
+
+def unreachable(reason: str) -> NotSent:
+    return NotSent(reason, f"We could not reach your phone: {reason}. Try again or choose another method.")
 
 
 class Telephony:
     def __init__(self, settings: Settings, attempts: int = 3, first_delay: float = 0.3) -> None:
         token = settings.twilio_auth_token.get_secret_value()
-        http = (
-            RedirectingHttpClient(settings.twilio_api_url)
-            if settings.twilio_api_url
-            else TwilioHttpClient(timeout=10, logger=_sdk_log)
-        )
         self._credentials = (settings.twilio_account_sid, token)
-        self._http = http
-        self._client: Client | None = None
+        self._api_url = settings.twilio_api_url or None
+        self._client: Any = None
         self.from_number = settings.twilio_from_number
         self.attempts = attempts
         self.first_delay = first_delay
 
-    def send(self, outgoing: Outgoing) -> str:
-        """Send once per attempt, with backoff; the provider's SID, or Unavailable."""
+    def send(self, outgoing: Outgoing) -> Sent | NotSent:
+        """Send once per attempt, with backoff; the provider's SID, or why it did not go out."""
+        if not self._credentials[1]:
+            return NOT_CONFIGURED
         delay = self.first_delay
         last = "not attempted"
         for attempt in range(1, self.attempts + 1):
             try:
-                return self._send_once(outgoing)
+                sent = Sent(self._send_once(outgoing))
+                TEXTS_SENT.labels(channel=outgoing.channel).inc()
+                return sent
             except TwilioRestException as exc:
                 last = f"provider error {exc.status}/{exc.code}"
                 if exc.status and 400 <= exc.status < 500 and exc.status != 429:
@@ -88,15 +121,14 @@ class Telephony:
             if attempt < self.attempts:
                 time.sleep(delay)
                 delay *= 2
-        raise Unavailable(f"We could not reach your phone: {last}. Try again or choose another method.")
+        TEXTS_FAILED.labels(channel=outgoing.channel).inc()
+        return unreachable(last)
 
     @property
-    def client(self) -> Client:
+    def client(self) -> Any:
         if self._client is None:
             sid, token = self._credentials
-            if not token:
-                raise Unavailable("Texts and calls are not configured here (REKEY_TWILIO_AUTH_TOKEN).")
-            self._client = Client(sid, token, http_client=self._http)
+            self._client = sdk_client(sid, token, self._api_url)
         return self._client
 
     def _send_once(self, outgoing: Outgoing) -> str:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import time
+import base64
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlparse
 
 import pyotp
 
-DIGITS = 6
+from services.verification.domain import CODE_DIGITS
+
+DIGITS = CODE_DIGITS
 PERIOD = 30
 WINDOW = 1
+# Extra parameters of our URIs: other apps ignore them; the reference app activates push with them.
+METHOD_PARAMETER = "rekey_method"
+ACTIVATION_PARAMETER = "rekey_activation"
 
 
 def new_seed() -> str:
@@ -27,15 +34,46 @@ def readable_key(seed: str) -> str:
     return " ".join(seed[i : i + 4] for i in range(0, len(seed), 4)).lower()
 
 
-def matching_step(seed: str, code: str, now: float | None = None) -> int | None:
-    """The time step whose code equals ``code`` within the window, or None."""
+def matching_step(seed: str, code: str, now: float) -> int | None:
+    """The time step whose code equals ``code`` within the window around ``now``, or None."""
     code = code.strip().replace(" ", "")
     if not (code.isdigit() and len(code) == DIGITS):
         return None
     totp = pyotp.TOTP(seed, digits=DIGITS, interval=PERIOD)
-    now = time.time() if now is None else now
     step = int(now // PERIOD)
     for candidate in range(step - WINDOW, step + WINDOW + 1):
         if pyotp.utils.strings_equal(totp.generate_otp(candidate), code):
             return candidate
     return None
+
+
+@dataclass(frozen=True)
+class KeyUri:
+    """What a QR code's ``otpauth://totp/`` URI carries: the key-URI fields and our extras."""
+
+    secret: str = field(repr=False)
+    issuer: str
+    account_name: str
+    digits: int = DIGITS
+    period: int = PERIOD
+    method_id: str | None = None
+    activation: str | None = field(default=None, repr=False)
+
+
+def parse_uri(uri: str) -> KeyUri:
+    """The one reading of an ``otpauth://totp/`` URI (pyotp's); ``ValueError`` says why it is not one."""
+    uri = uri.strip()
+    if urlparse(uri).netloc != "totp":
+        raise ValueError("not an otpauth://totp/ URI")
+    otp = pyotp.parse_uri(uri)
+    secret = otp.secret.upper()
+    try:
+        base64.b32decode(secret + "=" * (-len(secret) % 8))
+    except ValueError as exc:
+        raise ValueError("the secret is not base32") from exc
+    extras = dict(parse_qsl(urlparse(uri).query))
+    return KeyUri(
+        secret=secret, issuer=otp.issuer or "unknown", account_name=otp.name, digits=otp.digits,
+        period=getattr(otp, "interval", PERIOD), method_id=extras.get(METHOD_PARAMETER),
+        activation=extras.get(ACTIVATION_PARAMETER),
+    )

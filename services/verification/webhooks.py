@@ -3,7 +3,9 @@
 Thin on purpose: a request is checked with the SDK's ``RequestValidator`` against the public
 URL Twilio called and every form parameter, then becomes one application call. A missing or
 wrong ``X-Twilio-Signature`` gets 403 and changes nothing; a replayed callback finds its
-challenge already answered and changes nothing.
+challenge already answered and changes nothing. Without ``REKEY_TWILIO_AUTH_TOKEN`` there is
+no key to check a signature with, so the listener refuses to start rather than accept webhooks
+anyone could sign.
 """
 
 from __future__ import annotations
@@ -20,14 +22,22 @@ from shared.runtime import in_thread
 
 log = logging.getLogger(__name__)
 TWIML = "application/xml"
+LISTENER_REFUSED = (
+    "refusing to start the Twilio webhook listener: REKEY_TWILIO_AUTH_TOKEN is not set, "
+    "so no webhook signature could be checked"
+)
+
+
+class NoWebhookToken(RuntimeError):
+    """The listener was asked for without the token that checks Twilio's signatures."""
 
 
 def webhook_app(app: VerificationApplication) -> web.Application:
     settings = app.settings
-    validator = RequestValidator(settings.twilio_auth_token.get_secret_value() or "-")
-    voice = in_thread(lambda a: app.voice_twiml(*a))
-    gathered = in_thread(lambda a: app.call_gathered(*a))
-    status = in_thread(lambda a: app.call_status(*a))
+    token = settings.twilio_auth_token.get_secret_value()
+    if not token:
+        raise NoWebhookToken(LISTENER_REFUSED)
+    validator = RequestValidator(token)
 
     async def checked(request: web.Request) -> tuple[dict[str, str], str, str] | None:
         form = await request.post()
@@ -55,17 +65,33 @@ def webhook_app(app: VerificationApplication) -> web.Application:
         return wrapped
 
     async def on_voice(params: dict[str, str], user: str, challenge: str) -> web.Response:
-        return web.Response(text=await voice((user, challenge)), content_type=TWIML)
+        return web.Response(text=await in_thread(app.voice_twiml, user, challenge), content_type=TWIML)
 
     async def on_gather(params: dict[str, str], user: str, challenge: str) -> web.Response:
-        twiml = await gathered((user, challenge, params.get("Digits", "")))
+        twiml = await in_thread(app.call_gathered, user, challenge, params.get("Digits", ""))
         return web.Response(text=twiml, content_type=TWIML)
 
     async def on_status(params: dict[str, str], user: str, challenge: str) -> web.Response:
-        await status((user, challenge, params.get("CallStatus") or params.get("MessageStatus", "")))
+        outcome = params.get("CallStatus") or params.get("MessageStatus", "")
+        await in_thread(app.call_status, user, challenge, outcome)
+        return web.Response(status=204)
+
+    async def on_call_back_voice(params: dict[str, str], user: str, proof: str) -> web.Response:
+        twiml = await in_thread(app.call_back_twiml, user, proof)
+        return web.Response(text=twiml, content_type=TWIML)
+
+    async def on_call_back_gather(params: dict[str, str], user: str, proof: str) -> web.Response:
+        twiml = await in_thread(app.call_back_gathered, user, proof, params.get("Digits", ""))
+        return web.Response(text=twiml, content_type=TWIML)
+
+    async def on_call_back_status(params: dict[str, str], user: str, proof: str) -> web.Response:
+        await in_thread(app.call_back_status, user, proof, params.get("CallStatus", ""))
         return web.Response(status=204)
 
     web_app = web.Application()
+    web_app.router.add_post("/twilio/call-back/voice", route(on_call_back_voice))
+    web_app.router.add_post("/twilio/call-back/gather", route(on_call_back_gather))
+    web_app.router.add_post("/twilio/call-back/status", route(on_call_back_status))
     web_app.router.add_post("/twilio/voice", route(on_voice))
     web_app.router.add_post("/twilio/gather", route(on_gather))
     web_app.router.add_post("/twilio/status", route(on_status))
@@ -78,6 +104,9 @@ def webhook_server(app: VerificationApplication) -> Callable[[asyncio.Event], Aw
     async def serve(stopping: asyncio.Event) -> None:
         if not app.settings.webhook_port:
             log.info("no Twilio webhook listener (REKEY_WEBHOOK_PORT is not set)")
+            return
+        if not app.settings.twilio_auth_token.get_secret_value():
+            log.error(LISTENER_REFUSED)  # the bus side keeps working; calls in press-# mode do not
             return
         runner = web.AppRunner(webhook_app(app), access_log=None)
         await runner.setup()

@@ -1,4 +1,4 @@
-"""Request/reply endpoints: a NATS request becomes a typed command at the edge.
+"""Request/reply endpoints (NATS micro services): a request becomes a typed command at the edge.
 
 Handlers take a pydantic command and return a JSON-able result; they never see a ``Msg``.
 Every reply is ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {code, message}}``;
@@ -7,20 +7,34 @@ an unexpected failure is logged here and answered with a generic message, never 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from eventsourcing.persistence import MapperDeserialisationError
 from nats.aio.client import Client
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import Service
 from pydantic import BaseModel, ValidationError
 
-from shared.errors import RekeyError
+from shared import context, deadlines, metrics
+from shared.data_keys import Erased
+from shared.errors import DataErased, IntegrityFailed, RekeyError
 
 log = logging.getLogger(__name__)
 
 RPC_PREFIX = "rekey.rpc"
+
+try:
+    VERSION = version("rekey")  # what $SRV.INFO reports
+except PackageNotFoundError:  # running from a source tree that is not installed
+    VERSION = "0.0.0"
 
 
 def rpc_subject(service: str, command: str) -> str:
@@ -29,8 +43,21 @@ def rpc_subject(service: str, command: str) -> str:
 
 @dataclass(frozen=True)
 class Endpoint:
+    """A command model and what answers it.
+
+    ``handler`` is a synchronous application method (the runtime calls it through
+    ``shared.runtime.in_thread``) or an async edge function. It gets the command, or with
+    ``spread=True`` the command's fields in their declared order (``app.show(ticket)``).
+    """
+
     command: type[BaseModel]
-    handler: Callable[[Any], Awaitable[Any]]
+    handler: Callable[..., Any]
+    spread: bool = False
+
+    def arguments(self, command: BaseModel) -> tuple[Any, ...]:
+        if self.spread:
+            return tuple(getattr(command, name) for name in type(command).model_fields)
+        return (command,)
 
 
 def _describe(error: ValidationError) -> str:
@@ -41,15 +68,26 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def dispatch(endpoint: Endpoint, data: bytes) -> dict[str, Any]:
+async def dispatch(endpoint: Endpoint, data: bytes,
+                   headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """``headers``: the request's, for its deadline (:mod:`shared.deadlines`)."""
     try:
         command = endpoint.command.model_validate_json(data or b"{}")
     except ValidationError as exc:
         return {"ok": False, "error": {"code": "invalid_request", "message": _describe(exc)}}
     try:
-        result = await endpoint.handler(command)
+        with deadlines.within(deadlines.from_headers(headers)):
+            result = await endpoint.handler(*endpoint.arguments(command))
     except RekeyError as exc:
         return {"ok": False, "error": exc.to_dict()}
+    except Erased:  # the user's data key was destroyed (shared.data_keys)
+        return {"ok": False, "error": DataErased(
+            "This account's data was erased: nothing can be done for it.").to_dict()}
+    except MapperDeserialisationError as exc:  # a tampered or damaged stored row (shared.binding)
+        log.error("%s refused: %s", endpoint.command.__name__, exc)
+        return {"ok": False, "error": IntegrityFailed(
+            "A stored record this request needs failed its integrity check, so nothing was "
+            "done. The operator can see which with `rekey audit verify`.").to_dict()}
     except Exception:
         log.exception("%s failed", endpoint.command.__name__)
         return {"ok": False, "error": {"code": "internal", "message": "internal error"}}
@@ -58,16 +96,40 @@ async def dispatch(endpoint: Endpoint, data: bytes) -> dict[str, Any]:
     return {"ok": True, "result": result}
 
 
-async def serve_endpoints(nc: Client, service: str, endpoints: dict[str, Endpoint]) -> list[Any]:
-    subscriptions = []
+async def serve_endpoints(nc: Client, service: str, endpoints: dict[str, Endpoint]) -> Service:
+    """The service's endpoints as a NATS micro service, one queue group per service.
+
+    Each endpoint keeps its subject ``rekey.rpc.<service>.<command>``; ``$SRV.PING``,
+    ``$SRV.INFO`` and ``$SRV.STATS`` list the service, its endpoints (with the command model
+    in the metadata) and per-endpoint request counts and times for standard NATS tooling.
+    Replies keep the ``ok``/``error`` body, so every request is answered and counted as
+    such; each endpoint's stats ``data`` counts its answers by outcome: ``ok`` or the error
+    code (``{"ok": 12, "not_found": 1}``).
+    """
+    outcomes: dict[str, Counter[str]] = {name: Counter() for name in endpoints}
+    micro = await add_service(
+        nc, name=service, version=VERSION, queue_group=service,
+        description=f"Rekey {service} service",
+        stats_handler=lambda stats: dict(outcomes.get(stats.name, {})),
+    )
+    group = micro.add_group(name=f"{RPC_PREFIX}.{service}")
     for name, endpoint in endpoints.items():
 
-        async def on_request(msg, endpoint: Endpoint = endpoint) -> None:
-            reply = await dispatch(endpoint, msg.data)
-            if msg.reply:
-                await msg.respond(json.dumps(reply, default=str).encode())
+        async def on_request(
+            request: Request, endpoint: Endpoint = endpoint, counts: Counter[str] = outcomes[name],
+            name: str = name,
+        ) -> None:
+            with context.acting(context.from_request(request._msg.reply, request.headers)), \
+                    metrics.timed(metrics.REQUEST_SECONDS, service=service, endpoint=name):
+                reply = await dispatch(endpoint, request.data, request.headers)
+            outcome = "ok" if reply["ok"] else reply["error"]["code"]
+            counts[outcome] += 1
+            if not reply["ok"]:
+                metrics.REQUEST_ERRORS.labels(service=service, endpoint=name, code=outcome).inc()
+            with contextlib.suppress(ValueError):  # published without a reply subject
+                await request.respond(json.dumps(reply, default=str).encode())
 
-        subscriptions.append(
-            await nc.subscribe(rpc_subject(service, name), queue=service, cb=on_request)
+        await group.add_endpoint(
+            name=name, handler=on_request, metadata={"command": endpoint.command.__name__}
         )
-    return subscriptions
+    return micro

@@ -23,6 +23,12 @@ def _bodies(*modules: ModuleType) -> dict[str, type[EventBody]]:
 
 
 CONTRACTS: dict[str, type[EventBody]] = _bodies(ticketing, credentials, verification, consent)
+# Which service publishes which events: (service, event name) for every public contract.
+PUBLISHED: tuple[tuple[str, str], ...] = tuple(
+    (module.__name__.rsplit(".", 1)[-1], name)
+    for module in (ticketing, credentials, verification, consent)
+    for name in _bodies(module)
+)
 
 
 def contract_for(name: str) -> type[EventBody] | None:

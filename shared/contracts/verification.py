@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import BaseModel, ConfigDict
+
 from shared.contracts.base import EventBody
+from shared.contracts.client import ClientFacts
 
 
 class MethodsRevoked(EventBody):
@@ -21,6 +24,14 @@ class MethodRegistrationStarted(EventBody):
     method_type: str
     channel: str | None = None
     masked_phone: str | None = None
+    client: ClientFacts | None = None  # the web client that started it
+
+
+class MethodSetupsReplaced(EventBody):
+    """A new setup of this kind replaced the unfinished ones: their keys no longer work."""
+
+    method_ids: list[str]
+    method_type: str
 
 
 class DeviceActivated(EventBody):
@@ -92,6 +103,7 @@ class MethodRegistered(EventBody):
     method_type: str
     label: str
     masked_phone: str | None = None
+    client: ClientFacts | None = None  # the web client that started the registration
 
 
 class DefaultMethodSet(EventBody):
@@ -99,3 +111,57 @@ class DefaultMethodSet(EventBody):
     method_type: str
     label: str
     masked_phone: str | None = None
+
+
+
+class MethodFacts(BaseModel):
+    """What an event about one method the user changed says of it (not an event itself)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    method_id: str
+    method_type: str
+    label: str
+    masked_phone: str | None = None
+    client: ClientFacts | None = None  # the web client that asked for the change
+
+
+class MethodRemoved(MethodFacts, EventBody):
+    """The user removed a method in Security info (never the last one, nor the default)."""
+
+
+class DefaultMethodChanged(MethodFacts, EventBody):
+    """The user chose another default method in Security info."""
+
+    previous_method_id: str | None = None
+
+
+class CallBackAnswered(EventBody):
+    """The help desk's call-back to the phone on file was answered with # (an identity proof)."""
+
+    ticket_id: str
+    proof_id: str
+    to: str  # masked
+
+
+class CallBackFailed(EventBody):
+    ticket_id: str
+    proof_id: str
+    reason: str
+
+
+class MethodChallengeAnswered(EventBody):
+    """The help desk's push to a method the user still has was approved on the device with the
+    number the agent read (an identity proof). Never the number."""
+
+    ticket_id: str
+    proof_id: str
+    method: str  # the method's label
+
+
+class MethodChallengeFailed(EventBody):
+    """Denied on the device, answered with a wrong number, or no push could be sent."""
+
+    ticket_id: str
+    proof_id: str
+    reason: str

@@ -7,7 +7,6 @@ The portal runs in-process against a real nats-server with no service behind it.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,13 +16,14 @@ from starlette.testclient import TestClient
 
 from services.portal.app import create_app
 from services.portal.sessions import COOKIE, SessionStore
+from shared.clock import ManualClock
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 @pytest.fixture
 def portal(nats_server, settings_factory) -> Iterator[TestClient]:
-    settings = settings_factory(nats_server.url, portal_sign_in_attempts=3)
+    settings = settings_factory(nats_server, portal_sign_in_attempts=3)
     with TestClient(create_app(settings), base_url="https://localhost") as client:
         yield client
 
@@ -86,6 +86,23 @@ def test_sign_in_is_throttled(portal):
     assert statuses[3] == 429
 
 
+def test_sign_in_is_allowed_again_once_the_minute_has_passed(nats_server, settings_factory):
+    clock = ManualClock()
+    settings = settings_factory(nats_server, portal_sign_in_attempts=3)
+    with TestClient(create_app(settings, clock), base_url="https://localhost") as client:
+        token = csrf_of(client.get("/sign-in").text)
+
+        def attempt() -> int:
+            form = {"username": "pat", "password": "x", "csrf": token}
+            return client.post("/sign-in", data=form).status_code
+
+        assert [attempt() for _ in range(4)] == [503, 503, 503, 429]
+        clock.advance(30)
+        assert attempt() == 429  # still within the minute
+        clock.advance(31)
+        assert attempt() == 503  # let through again (to a service that is not there)
+
+
 def test_unknown_pages_and_dev_pages_are_friendly_404s_unless_enabled(portal):
     for path in ("/no/such/page", "/dev/mail"):
         page = portal.get(path)
@@ -101,16 +118,17 @@ def test_a_user_page_without_a_session_leads_to_sign_in(portal):
 
 
 def test_sessions_end_after_idle_and_absolute_timeouts_and_rotate_at_sign_in():
-    store = SessionStore(idle_seconds=0.05, absolute_seconds=10)
+    clock = ManualClock()
+    store = SessionStore(idle_seconds=0.05, absolute_seconds=10, clock=clock)
     session = store.new()
-    session.data["username"] = "pat"
+    session.username = "pat"
     assert store.get(session.id) == (session, False)
-    time.sleep(0.1)
+    clock.advance(0.1)
     assert store.get(session.id) == (None, True)  # timed out, and says so
 
-    store = SessionStore(idle_seconds=10, absolute_seconds=0.05)
+    store = SessionStore(idle_seconds=10, absolute_seconds=0.05, clock=clock)
     session = store.new()
-    time.sleep(0.1)
+    clock.advance(0.1)
     assert store.get(session.id)[0] is None
 
     store = SessionStore(idle_seconds=10, absolute_seconds=10)
@@ -121,11 +139,11 @@ def test_sessions_end_after_idle_and_absolute_timeouts_and_rotate_at_sign_in():
 
 
 def test_the_dev_pages_show_the_caught_mail_and_the_phone_s_texts(nats_server, settings_factory):
-    from rekey.ports import free_port
-    from rekey.twilio_sim import TwilioSim
+    from rekey.stack.ports import free_port
+    from rekey.stack.twilio_sim import TwilioSim
     from services.verification.telephony import Outgoing, Telephony
 
-    settings = settings_factory(nats_server.url, portal_dev_pages=True)
+    settings = settings_factory(nats_server, portal_dev_pages=True)
     sim = TwilioSim(Path(settings.data_dir) / "twilio", account_sid="AC" + "1" * 32,
                     auth_token="sim-token", port=free_port())
     with sim:

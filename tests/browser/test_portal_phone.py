@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from rekey.twilio_sim import latest_call_to, latest_text_to, list_calls
+from shared.caught import latest_call_to, latest_text_to, list_calls, list_texts
 from tests.browser.test_portal_guide import (
     NEW_PASSWORD,
     heading,
@@ -51,7 +51,7 @@ def accept_the_agreement(page: Any) -> None:
     assert heading(page) == "Welcome to the PASRR Portal"
 
 
-def test_the_phone_path_by_text_then_a_later_sign_in_by_text(running, browser, shot):
+def test_the_phone_path_by_text_then_a_later_sign_in_by_text(running, browser, shot, axe):
     username, email = "sam.rivera@masspasrr.org", "sam.rivera@example.org"
     e164, masked = "+15085550171", "+1 ••• ••• 0171"
     context, page = signed_in_to_keep_your_account_secure(running, browser, username, email)
@@ -73,6 +73,8 @@ def test_the_phone_path_by_text_then_a_later_sign_in_by_text(running, browser, s
     assert page.get_by_label("Text me a code").is_visible()
     assert page.get_by_label("Call me").is_visible()
     shot(page, "18-phone")
+    assert page.title().startswith("Phone number")  # each phone screen its own title
+    axe(page)
 
     # A number that is not one: the error says what to fix, next to the field.
     page.get_by_label("Phone number").fill("123")
@@ -80,6 +82,7 @@ def test_the_phone_path_by_text_then_a_later_sign_in_by_text(running, browser, s
     page.get_by_role("button", name="Next").click()
     assert "not valid" in page.locator("#number-error").inner_text()
     assert page.get_by_label("Phone number").get_attribute("aria-invalid") == "true"
+    axe(page)
 
     # "Text me a code": the code box; the text arrives at the local Twilio server.
     page.get_by_label("Phone number").fill("(508) 555-0171")
@@ -89,6 +92,8 @@ def test_the_phone_path_by_text_then_a_later_sign_in_by_text(running, browser, s
         in page.locator("main").inner_text()
     first_sid, first_code = text_after(running, e164, None)
     shot(page, "19-phone-enter-code")
+    assert page.title().startswith("Phone: enter the code")
+    axe(page)
 
     # "Resend code": a new text; the first code stops working.
     page.get_by_role("button", name="Resend code").click()
@@ -105,6 +110,7 @@ def test_the_phone_path_by_text_then_a_later_sign_in_by_text(running, browser, s
     text = page.locator("main").inner_text()
     assert "Success!" in text and "Default sign-in method:" in text and f"Phone {masked}" in text
     shot(page, "21-phone-success")
+    axe(page)
     page.get_by_role("link", name="Done").click()
     accept_the_agreement(page)
 
@@ -122,13 +128,14 @@ def test_the_phone_path_by_text_then_a_later_sign_in_by_text(running, browser, s
     assert page.get_by_role("button", name="Resend code").is_visible()
     _, code = text_after(running, e164, last_sid)
     shot(page, "23-later-sign-in-text")
+    axe(page)
     page.get_by_label("Code").fill(code)
     page.get_by_role("button", name="Verify").click()
     assert heading(page) == "Welcome to the PASRR Portal"
     context.close()
 
 
-def test_the_phone_path_by_call_answered_with_the_pound_key(running, browser, shot):
+def test_the_phone_path_by_call_answered_with_the_pound_key(running, browser, shot, axe):
     username, email = "kim.nguyen@masspasrr.org", "kim.nguyen@example.org"
     e164, masked = "+15085550172", "+1 ••• ••• 0172"
     context, page = signed_in_to_keep_your_account_secure(running, browser, username, email)
@@ -144,6 +151,8 @@ def test_the_phone_path_by_call_answered_with_the_pound_key(running, browser, sh
     assert f"We're calling {masked} now." in text
     assert page.get_by_role("button", name="Check again").is_visible()  # without JavaScript
     shot(page, "20-phone-calling")
+    assert page.title().startswith("Phone: answer the call")
+    axe(page)
 
     # The local Twilio server answers and presses #; the page moves on by itself.
     until(lambda: (latest_call_to(running.stack.data_dir / "twilio", e164) or None)
@@ -154,6 +163,8 @@ def test_the_phone_path_by_call_answered_with_the_pound_key(running, browser, sh
     assert "✓ Call answered. Your phone was registered successfully." \
         in page.locator("main").inner_text()
     shot(page, "22-call-answered")
+    assert page.title().startswith("Call answered")
+    axe(page)
     page.get_by_role("link", name="Next").click()
     text = page.locator("main").inner_text()
     assert "Success!" in text and f"Phone {masked}" in text
@@ -172,8 +183,107 @@ def test_the_phone_path_by_call_answered_with_the_pound_key(running, browser, sh
     page.get_by_role("button", name="Sign in").click()
     assert heading(page) == "Answer the call"
     assert masked in page.locator("main").inner_text()
+    # axe-core needs scripts to run: the same page, without its own scripts, in a page with them
+    copy = browser.new_context(viewport=running.phone, base_url=running.url).new_page()
+    copy.goto("/sign-in")
+    copy.set_content(re.sub(r"<script\b[^>]*>.*?</script>", "", page.content(), flags=re.S))
+    assert heading(copy) == "Answer the call"
+    axe(copy)
+    copy.context.close()
     until(lambda: [c for c in list_calls(running.stack.data_dir / "twilio")
                    if c.to == e164 and c.pressed == "#"][calls:], "the sign-in call to be answered")
     page.get_by_role("button", name="Check again").click()
+    assert heading(page) == "Welcome to the PASRR Portal"
+    context.close()
+
+
+# --- send limits that fit a normal day (REKEY_SEND_LIMIT_PER_NUMBER / _PER_USER) ------------------
+def set_up_by_text(page: Any, running: Any, e164: str, number: str, resends: int) -> str:
+    """On "Keep your account secure": Phone, "Text me a code", ``resends`` times "Resend code"
+    (each text awaited); the last code finishes the setup, then the agreement. The last sid."""
+    choose_phone(page)
+    page.get_by_label("Phone number").fill(number)
+    page.get_by_label("Text me a code").check()
+    page.get_by_role("button", name="Next").click()
+    sid, code = text_after(running, e164, None)
+    for _ in range(resends):
+        page.get_by_role("button", name="Resend code").click()
+        assert "We sent a new code" in page.get_by_role("status").inner_text()
+        sid, code = text_after(running, e164, sid)
+    page.get_by_label("Enter code").fill(code)
+    page.get_by_role("button", name="Next").click()
+    assert "Success!" in page.locator("main").inner_text()
+    page.get_by_role("link", name="Done").click()
+    accept_the_agreement(page)
+    return sid
+
+
+def signs_in_by_text(page: Any, running: Any, username: str, e164: str, sid: str) -> str:
+    """Signs out and in again; the texted code; the portal home. The text's sid."""
+    page.get_by_role("button", name="Sign out").click()
+    page.goto("/sign-in")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(NEW_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    assert heading(page) == "Enter code", page.locator("main").inner_text()
+    sid, code = text_after(running, e164, sid)
+    page.get_by_label("Code").fill(code)
+    page.get_by_role("button", name="Verify").click()
+    assert heading(page) == "Welcome to the PASRR Portal"
+    return sid
+
+
+def texts_to(running: Any, e164: str) -> int:
+    return len([t for t in list_texts(running.stack.data_dir / "twilio") if t.to == e164])
+
+
+def test_a_normal_day_by_text_setup_two_resends_and_five_sign_ins_stays_within_the_limits(
+    running, browser
+):
+    username, email = "dana.cole@masspasrr.org", "dana.cole@example.org"
+    e164 = "+15085550173"
+    context, page = signed_in_to_keep_your_account_secure(running, browser, username, email)
+    sid = set_up_by_text(page, running, e164, "(508) 555-0173", resends=2)
+    for _ in range(5):
+        sid = signs_in_by_text(page, running, username, e164, sid)
+    assert texts_to(running, e164) == 8  # every one asked for was sent; none refused
+    context.close()
+
+
+def test_past_the_send_limit_the_page_says_so_sends_nothing_and_the_last_code_still_works(
+    running, browser, shot, axe
+):
+    username, email = "eli.moss@masspasrr.org", "eli.moss@example.org"
+    e164, limit = "+15085550174", running.settings.send_limit_per_number
+    context, page = signed_in_to_keep_your_account_secure(running, browser, username, email)
+    sid = set_up_by_text(page, running, e164, "508 555 0174", resends=limit - 2)
+    # the last text the limit allows: a sign-in
+    page.get_by_role("button", name="Sign out").click()
+    page.goto("/sign-in")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(NEW_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    sid, code = text_after(running, e164, sid)
+    assert texts_to(running, e164) == limit
+
+    # One more is refused: the page says why and what still works; nothing is sent.
+    with page.expect_response(lambda r: r.request.method == "POST") as response:
+        page.get_by_role("button", name="Resend code").click()
+    assert response.value.status == 429
+    said = page.get_by_role("alert").inner_text()
+    assert "Too many texts and calls to this phone number" in said
+    assert f"Wait {running.settings.send_window_minutes} minutes" in said
+    assert "The last code we sent still works" in said
+    assert heading(page) == "Enter code"
+    assert page.get_by_role("button", name="Try again").count() == 0
+    assert page.get_by_label("Code").get_attribute("aria-invalid") is None  # no wrong code typed
+    shot(page, "46-too-many-texts")
+    axe(page)
+    assert texts_to(running, e164) == limit
+    assert latest_text_to(running.stack.data_dir / "twilio", e164).sid == sid  # type: ignore[union-attr]
+
+    # ... and nothing changed: the code already sent signs in.
+    page.get_by_label("Code").fill(code)
+    page.get_by_role("button", name="Verify").click()
     assert heading(page) == "Welcome to the PASRR Portal"
     context.close()

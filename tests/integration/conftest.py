@@ -1,24 +1,27 @@
 """A running Rekey inside the test process: real nats-server, real stores, real SMTP sink.
 
-Each service runs with its own runtime and store, exactly as in production but on the test's
-event loop, so a test can stop, "kill" and restart one service while the others keep going.
+Each service runs with its own runtime and store (``rekey.stack.inprocess``), exactly as in
+production but on the test's event loop, so a test can stop, "kill" and restart one service
+while the others keep going.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from rekey.mailsink import MailSink
-from rekey.natsd import EmbeddedNats
-from shared.bus.stream import connect
+from rekey.stack.agents import AuthenticatorApp, agent_principal, invite_with_app
+from rekey.stack.inprocess import InProcessServices
+from rekey.stack.mailsink import MailSink
+from rekey.stack.natsd import EmbeddedNats
+from rekey.stack.proofs import prove_by_mail_and_id, prove_by_manager
+from shared.bus.connection import connect
 from shared.client import RekeyClient
-from shared.runtime import ServiceRuntime
+from shared.clock import SYSTEM_CLOCK, Clock, ManualClock
+from shared.principals import issuer_for, operator_principal
 from shared.settings import SERVICES, Settings
 from shared.waiting import StillWaiting
 from shared.waiting import eventually as wait_until
@@ -27,60 +30,33 @@ AGENT = "agent.smith"
 AGENT_PASSWORD = "a long agent passphrase for tests"
 USER = "jane.doe@masspasrr.org"
 USER_EMAIL = "jane.doe@example.org"
+AGENT_MANAGER = "head.of.desk@example.org"  # the agent's manager on file (identity proofs)
 
 
-class System:
+class System(InProcessServices):
+    """The services in this process (:class:`InProcessServices`), their bus, mail and a client."""
+
     def __init__(self, settings: Settings, nats: EmbeddedNats, mail: MailSink) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.nats = nats
         self.mail = mail
-        self.runtimes: dict[str, ServiceRuntime] = {}
         self.client: RekeyClient | None = None
         self._nc: Any = None
-        self.killed: list[ServiceRuntime] = []
-
-    async def start(self, name: str, **options: Any) -> ServiceRuntime:
-        bootstrap = importlib.import_module(f"services.{name}.bootstrap")
-        wiring = await asyncio.to_thread(bootstrap.build, self.settings)
-        runtime = ServiceRuntime(wiring, self.settings, **options)
-        await runtime.start()
-        self.runtimes[name] = runtime
-        return runtime
-
-    async def stop(self, name: str) -> None:
-        await self.runtimes.pop(name).stop()
-
-    async def kill(self, name: str) -> None:
-        """Like SIGKILL: no drain, no ack, no position saved; only the store stays.
-
-        The dead runtime's application is left open, as a killed process would leave its
-        files: closing it under a worker thread's running query is what a kill cannot do.
-        """
-        runtime = self.runtimes.pop(name)
-        for task in runtime.tasks:
-            task.cancel()
-        for task in runtime.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await runtime.nc.close()
-        self.killed.append(runtime)
 
     async def call(self, service: str, command: str, **payload: Any) -> Any:
         assert self.client is not None
         return await self.client.call(service, command, **payload)
-
-    def app(self, name: str) -> Any:
-        return self.runtimes[name].wiring.app
 
     def event_names(self, name: str) -> list[str]:
         return [e.name for e in self.app(name).envelopes()]
 
     async def provision(self) -> None:
         await self.call("credentials", "register_account", username=USER, email=USER_EMAIL,
-                        display_name="Jane Doe")
+                        display_name="Jane Doe", principal=self.operator())
         await self.call("credentials", "register_account", username=AGENT,
                         email="smith@example.org", display_name="Agent Smith", role="agent",
-                        password=AGENT_PASSWORD)
+                        manager_email=AGENT_MANAGER,
+                        password=AGENT_PASSWORD, principal=self.operator())
         await eventually(lambda: self._ticketing_knows(USER) and self._ticketing_knows(AGENT))
 
     def _ticketing_knows(self, username: str) -> bool:
@@ -92,10 +68,54 @@ class System:
         except Exception:
             return False
 
+    def operator(self) -> str:
+        """The operator's principal, as the CLI signs it with the operator's key."""
+        return operator_principal(self.settings)
+
+    def principal(self, agent: str = AGENT) -> str:
+        """An agent's principal as credentials signs one at sign-in (the tests hold the keys),
+        at the time on credentials' clock (a test may have moved it)."""
+        clock = self.app("credentials").clock if "credentials" in self.runtimes else SYSTEM_CLOCK
+        return issuer_for(self.settings, "credentials", clock).issue(
+            "agent", agent, channel="console", ttl_seconds=600, amr=("pwd", "otp")
+        )
+
+    async def invited_agent(self, agent: str = AGENT, password: str = AGENT_PASSWORD,
+                            email: str = "smith@example.org") -> AuthenticatorApp:
+        """The agent invited by the operator (registered if new), the invitation read from the
+        mail and redeemed with a password and an authenticator app: the app, for sign-ins."""
+        return await invite_with_app(self.call, self.settings, self.mail.folder, agent, email,
+                                     "Agent " + agent.split(".")[-1].title(), password)
+
+    async def signed_in_agent(self, app: AuthenticatorApp, agent: str = AGENT,
+                              password: str = AGENT_PASSWORD) -> str:
+        """The principal credentials signs after the password and a code from ``app``."""
+        return await agent_principal(self.call, agent, password, app, channel="console")
+
+    async def prove_identity(self, ticket: str, agent: str = AGENT, *,
+                             privileged: bool = False) -> dict[str, Any]:
+        """Meet the default policy the way an agent would: a code mailed to the address on
+        file, read back (1 point), and an ID check (1 point), enough for an ordinary account;
+        ``privileged``: also the manager on file's approval by the signed link (2 points)."""
+        assert self.client is not None
+        principal = self.principal(agent)
+
+        def wait(attempt: Any) -> Any:
+            return eventually(attempt, what="the proof and its mail")
+
+        proven = await prove_by_mail_and_id(self.client, self.mail.folder, ticket, principal,
+                                            wait)
+        if privileged:
+            proven = await prove_by_manager(self.client, self.mail.folder, ticket, principal,
+                                            wait)
+        return proven
+
     async def approved_ticket(self, username: str = USER) -> str:
         ticket = await self.call("ticketing", "request_reset", name="Jane Doe", email=USER_EMAIL,
                                  username=username, reason="new phone")
-        await self.call("ticketing", "approve", ticket=ticket["ticket_number"], agent=AGENT)
+        await self.prove_identity(ticket["ticket_number"])
+        await self.call("ticketing", "approve", ticket=ticket["ticket_number"],
+                        principal=self.principal())
         return str(ticket["ticket_number"])
 
 
@@ -111,21 +131,20 @@ async def eventually(
 @contextlib.asynccontextmanager
 async def connected(system: System) -> AsyncIterator[System]:
     """A client on the bus for the test; every service still running is stopped after."""
-    system._nc = await connect(system.settings.nats_url, "tests")
+    system._nc = await connect(system.settings, "inspector", name="tests")
     system.client = RekeyClient(system._nc, timeout=10)
     try:
         yield system
     finally:
-        for name in list(system.runtimes):
-            with contextlib.suppress(Exception):
-                await system.stop(name)
+        with contextlib.suppress(Exception):
+            await system.stop_all()
         await system._nc.close()
 
 
 @pytest.fixture
 async def system(nats_server, mail_sink, settings_factory, store) -> AsyncIterator[System]:
     settings = settings_factory(
-        nats_server.url, store=store.name, postgres_db=store.postgres_db, smtp_port=mail_sink.port
+        nats_server, store=store.name, postgres_db=store.postgres_db, smtp_port=mail_sink.port
     )
     sys_ = System(settings, nats_server, mail_sink)
     async with connected(sys_):
@@ -137,6 +156,15 @@ async def start_all(system: System, **options: Any) -> None:
         await system.start(name, **options)
 
 
+async def provisioned_on_a_manual_clock(system: System) -> ManualClock:
+    """Credentials and ticketing started on one clock the test advances, accounts provisioned."""
+    clock = ManualClock()
+    await system.start("credentials", clock=clock)
+    await system.start("ticketing", clock=clock)
+    await system.provision()
+    return clock
+
+
 # --- verification: the local Twilio server and a System whose services use it -------------------
 TWILIO_SID = "AC" + "5" * 32
 TWILIO_TOKEN = "sim-auth-token-for-tests-0123456789"
@@ -145,8 +173,8 @@ TWILIO_TOKEN = "sim-auth-token-for-tests-0123456789"
 @pytest.fixture
 def twilio_sim(tmp_path):
     """The local Twilio-compatible server on a free port, keeping texts and calls in tmp_path."""
-    from rekey.ports import free_port
-    from rekey.twilio_sim import TwilioSim
+    from rekey.stack.ports import free_port
+    from rekey.stack.twilio_sim import TwilioSim
 
     sim = TwilioSim(tmp_path / "twilio", account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN,
                     port=free_port(), answer_delay=0.05)
@@ -160,10 +188,10 @@ def twilio_sim(tmp_path):
 @pytest.fixture
 async def phone_system(nats_server, mail_sink, settings_factory, store, twilio_sim) -> AsyncIterator[System]:
     """Like ``system``, with verification's texts and calls going through ``twilio_sim``."""
-    from rekey.ports import free_port
+    from rekey.stack.ports import free_port
 
     settings = settings_factory(
-        nats_server.url, store=store.name, postgres_db=store.postgres_db, smtp_port=mail_sink.port,
+        nats_server, store=store.name, postgres_db=store.postgres_db, smtp_port=mail_sink.port,
         twilio_api_url=twilio_sim.url, twilio_account_sid=TWILIO_SID, twilio_auth_token=TWILIO_TOKEN,
         webhook_port=free_port(),
     )
@@ -173,12 +201,12 @@ async def phone_system(nats_server, mail_sink, settings_factory, store, twilio_s
         yield sys_
 
 
-async def start_verification(system: System) -> None:
-    """Start the verification service and wait until it answers (its first request can race
-    its start when it is the only service started)."""
+async def start_verification(system: System, clock: Clock | None = None) -> None:
+    """Start the verification service (on ``clock``, if given) and wait until it answers (its
+    first request can race its start when it is the only service started)."""
     from shared.errors import Unavailable
 
-    await system.start("verification")
+    await system.start("verification", clock=clock)
 
     async def answers() -> bool:
         try:

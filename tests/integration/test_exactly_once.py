@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from services.ticketing.commands import ApproveReset, RequestReset
+from shared.concurrency import in_thread
 from shared.contracts.envelope import STREAM_NAME
-from tests.integration.conftest import AGENT, USER, USER_EMAIL, System, eventually, start_all
+from tests.integration.conftest import USER, USER_EMAIL, System, eventually, start_all
 
 
 async def hang_forever(*_: object) -> None:
@@ -25,7 +26,7 @@ async def test_a_consumer_killed_after_its_commit_and_before_its_ack_records_not
     await system.start("credentials")
     await system.start("ticketing", consumer_ack_wait=1.0, consumer_hook=hang_forever)
     await system.call("credentials", "register_account", username=USER,
-                      email="jane@example.org", display_name="Jane")
+                      email="jane@example.org", display_name="Jane", principal=system.operator())
     ticketing = system.app("ticketing")
     await eventually(lambda: ticketing.max_notification_id() > 0, what="ticketing's commit")
     recorded = ticketing.max_notification_id()
@@ -38,12 +39,38 @@ async def test_a_consumer_killed_after_its_commit_and_before_its_ack_records_not
     assert restarted.consumer.processed == 1
 
 
+async def test_a_consumer_killed_after_committing_a_batch_and_before_its_acks_records_nothing_new(
+    system: System,
+):
+    await system.start("credentials")
+    users = [f"batch{i}@masspasrr.org" for i in range(5)]
+    for user in users:  # published while ticketing is down: its next fetch takes them all
+        await system.call("credentials", "register_account", username=user,
+                          email=f"{user.split('@')[0]}@example.org", display_name="B",
+                          principal=system.operator())
+    credentials = system.app("credentials")
+    await eventually(lambda: credentials.relay_position() == credentials.max_notification_id(),
+                     what="credentials' relay")
+    first = await system.start("ticketing", consumer_ack_wait=1.0, consumer_hook=hang_forever)
+    ticketing = system.app("ticketing")
+    await eventually(lambda: ticketing.max_notification_id() > 0, what="ticketing's commit")
+    # the five recorded in one transaction (counted a moment after its commit is visible)
+    await eventually(lambda: first.consumer.batches == 1, what="the batch's count")
+    assert all(ticketing._file(user).known for user in users)
+    recorded = ticketing.max_notification_id()
+    await system.kill("ticketing")
+
+    restarted = await system.start("ticketing", consumer_ack_wait=1.0)
+    await eventually(lambda: restarted.consumer.processed == len(users), what="the redeliveries")
+    assert system.app("ticketing").max_notification_id() == recorded  # every tracking row was there
+
+
 async def test_a_relay_killed_after_publishing_re_publishes_and_the_stream_drops_the_copy(
     system: System,
 ):
     await system.start("credentials", relay_hook=hang_forever)
     await system.call("credentials", "register_account", username=USER,
-                      email="jane@example.org", display_name="Jane")
+                      email="jane@example.org", display_name="Jane", principal=system.operator())
     await eventually(lambda: stream_messages(system), what="the publish")
     assert system.app("credentials").relay_position() == 0  # never saved
     await system.kill("credentials")
@@ -75,19 +102,24 @@ async def test_events_recorded_while_nats_is_down_are_delivered_after_it_restart
 ):
     await start_all(system)
     await system.provision()
-    system.nats.stop()
-    # The help desk records a decision while the bus is down (the store is the source of
-    # truth; the relay owes the bus everything after its saved position).
     ticketing = system.app("ticketing")
-    ticket = await asyncio.to_thread(
+    ticket = await in_thread(
         ticketing.request_reset,
         RequestReset(name="Jane", email=USER_EMAIL, username=USER, reason="new phone"),
     )
-    await asyncio.to_thread(
-        ticketing.approve, ApproveReset(ticket=ticket["ticket_number"], agent=AGENT)
-    )
-    await asyncio.sleep(1.0)
+    await system.prove_identity(ticket["ticket_number"])
+    system.nats.stop()
+    # The help desk records a decision while the bus is down (the store is the source of
+    # truth; the relay owes the bus everything after its saved position).
+    relay = system.runtimes["ticketing"].relay
+    assert relay is not None
+    taken = relay.read
+    await in_thread(ticketing.approve, ApproveReset(ticket=ticket["ticket_number"],
+                                                    principal=system.principal()))
+    # the relay has taken the decision from the log and cannot hand it to the bus
+    await eventually(lambda: relay.read > taken, what="the relay to try")
     assert "MethodsRevoked" not in system.event_names("verification")
+    assert ticketing.relay_position() < ticketing.max_notification_id()
 
     system.nats.start()
     await eventually(lambda: "MethodsRevoked" in system.event_names("verification"),

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from rekey.mailsink import list_mails
-from rekey.ports import free_port
+from rekey.stack.ports import free_port
+from shared.caught import list_mails
 from shared.mailer import Mailer
 from tests.integration.conftest import USER, USER_EMAIL, System, eventually, start_all
 
@@ -59,10 +59,12 @@ class Collect:
 
     def __init__(self) -> None:
         self.messages: list[tuple[bytes, bool]] = []
+        self.peers: list[tuple[str, int]] = []  # the client's address of each message
 
     async def handle_DATA(self, server, session, envelope) -> str:
         encrypted = server.transport.get_extra_info("ssl_object") is not None
         self.messages.append((envelope.original_content, encrypted))
+        self.peers.append(session.peer)
         return "250 OK"
 
 
@@ -118,6 +120,38 @@ async def test_a_certificate_that_is_not_trusted_is_refused_and_nothing_is_sent(
         controller.stop()
 
 
+async def test_mails_one_after_another_share_one_verified_tls_connection(tmp_path, settings_factory):
+    cert, key = make_certificate(tmp_path)
+    port = free_port()
+    controller, handler = tls_server("starttls", cert, key, port)
+    try:
+        settings = settings_factory("nats://127.0.0.1:1", smtp_port=port, smtp_tls="starttls",
+                                    smtp_ca_file=str(cert), mail_attempts=1)
+        mailer = Mailer(settings)
+        for n in range(3):
+            assert await mailer.send_with_retries(mailer.message("jane@example.org", f"n{n}", "b")) is None
+        mailer.close()
+        assert [over_tls for _, over_tls in handler.messages] == [True, True, True]
+        assert len(set(handler.peers)) == 1  # one connection: one handshake, not one a mail
+    finally:
+        controller.stop()
+
+
+async def test_a_kept_connection_the_server_dropped_is_not_reused_and_the_next_mail_goes_once(
+    settings_factory, mail_sink
+):
+    settings = settings_factory("nats://127.0.0.1:1", smtp_port=mail_sink.port, smtp_tls="none",
+                                mail_attempts=2, mail_first_retry_seconds=0.01)
+    mailer = Mailer(settings)
+    assert await mailer.send_with_retries(mailer.message("jane@example.org", "first", "b")) is None
+    mail_sink.stop()  # the kept connection goes with the server
+    mail_sink.start()
+
+    assert await mailer.send_with_retries(mailer.message("jane@example.org", "second", "b")) is None
+    mailer.close()
+    assert sorted(m.subject for m in list_mails(mail_sink.folder)) == ["[secure] first", "[secure] second"]
+
+
 async def test_a_starttls_setting_never_falls_back_to_plain_text(tmp_path, settings_factory, mail_sink):
     cert, _ = make_certificate(tmp_path)
     settings = settings_factory("nats://127.0.0.1:1", smtp_port=mail_sink.port, smtp_tls="starttls",
@@ -133,33 +167,40 @@ def temporary_mails(system: System) -> list:
             if USER_EMAIL in m.to and "temporary" in m.subject]
 
 
-async def ticket_delivery(system: System, number: str) -> str | None:
-    return (await system.call("ticketing", "show", ticket=number))["delivery"]
+async def delivery_is(system: System, number: str, state: str) -> bool:
+    return bool((await system.call("ticketing", "show", ticket=number))["delivery"] == state)
+
+
+async def approved_while_the_mail_server_is_down(
+    system: System, attempts: int, first_retry_seconds: float
+) -> str:
+    """A ticket approved with the mail server stopped, its delivery retried ``attempts`` times."""
+    system.settings.mail_attempts = attempts
+    system.settings.mail_first_retry_seconds = first_retry_seconds
+    await start_all(system)
+    await system.provision()
+    ticket = await system.call("ticketing", "request_reset", name="Jane Doe", email=USER_EMAIL,
+                               username=USER, reason="new phone")
+    number = str(ticket["ticket_number"])
+    await system.prove_identity(number)  # the proof's code needs the mail server
+    system.mail.stop()
+    await system.call("ticketing", "approve", ticket=number, principal=system.principal())
+    return number
 
 
 async def test_with_the_mail_server_down_the_ticket_shows_pending_and_the_mail_goes_once_it_is_back(
     system: System,
 ):
-    system.settings.mail_attempts = 8
-    system.settings.mail_first_retry_seconds = 0.3
-    await start_all(system)
-    await system.provision()
-    system.mail.stop()
-    number = await system.approved_ticket()
+    number = await approved_while_the_mail_server_is_down(system, 8, 0.3)
 
-    async def pending():
-        return await ticket_delivery(system, number) == "pending"
-
-    await eventually(pending, what="the ticket to show the delivery as pending")
+    await eventually(lambda: delivery_is(system, number, "pending"),
+                     what="the ticket to show the delivery as pending")
     await eventually(
         lambda: system.app("credentials").account_status(USER)["delivery_pending"], what="pending"
     )
     system.mail.start()
-
-    async def sent():
-        return await ticket_delivery(system, number) == "sent"
-
-    await eventually(sent, timeout=60, what="the mail to go once the server is back")
+    await eventually(lambda: delivery_is(system, number, "sent"), timeout=60,
+                     what="the mail to go once the server is back")
     assert len(temporary_mails(system)) == 1
     names = system.event_names("credentials")
     assert names.count("PasswordIssued") == 1
@@ -175,17 +216,10 @@ async def test_with_the_mail_server_down_the_ticket_shows_pending_and_the_mail_g
 async def test_after_the_retry_budget_delivery_failed_is_recorded_and_shown_on_the_ticket(
     system: System,
 ):
-    system.settings.mail_attempts = 2
-    system.settings.mail_first_retry_seconds = 0.05
-    await start_all(system)
-    await system.provision()
-    system.mail.stop()
-    number = await system.approved_ticket()
+    number = await approved_while_the_mail_server_is_down(system, 2, 0.05)
 
-    async def failed():
-        return await ticket_delivery(system, number) == "failed"
-
-    await eventually(failed, timeout=30, what="DeliveryFailed on the ticket")
+    await eventually(lambda: delivery_is(system, number, "failed"), timeout=30,
+                     what="DeliveryFailed on the ticket")
     names = system.event_names("credentials")
     assert names.count("TemporaryPasswordDeliveryFailed") == 1
     assert "TemporaryPasswordSent" not in names

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rekey.mailsink import list_mails
+from shared.caught import list_mails
 from tests.integration.conftest import USER, USER_EMAIL, System, eventually, start_all
 from tests.integration.test_reset_over_the_bus import NEW_PASSWORD, temporary_password
 

@@ -6,9 +6,10 @@ import re
 
 import pytest
 
-from rekey.twilio_sim import latest_call_to, latest_text_to, list_texts
+from services.verification import totp
+from shared.caught import latest_call_to, latest_text_to, list_texts
 from shared.errors import InvalidRequest, Locked, RekeyError
-from shared.tokens import issue_token
+from shared.tokens import all_issuers, issue_token
 from tests.integration.conftest import USER, System, eventually, start_verification
 
 NUMBER = "(508) 555-0142"
@@ -18,12 +19,17 @@ CODE = re.compile(r"^(\d{6}) is your")
 
 
 def token_for(system: System, username: str = USER) -> str:
-    return issue_token(system.settings.token_key_bytes, username, "password")
+    return issue_token(all_issuers(system.settings), username, "password")
 
 
-async def text_me(system: System, number: str = NUMBER, username: str = USER) -> dict:
+async def text_me(system: System, number: str = NUMBER, username: str = USER,
+                  channel: str = "sms") -> dict:
     return await system.call("verification", "start_phone_registration", username=username,
-                             token=token_for(system, username), number=number, channel="sms")
+                             token=token_for(system, username), number=number, channel=channel)
+
+
+async def call_me(system: System, username: str = USER) -> dict:
+    return await text_me(system, username=username, channel="call")
 
 
 def texted_code(system: System, to: str = E164) -> str:
@@ -96,9 +102,7 @@ async def test_an_invalid_number_is_refused_and_records_nothing(phone_system: Sy
 
 async def test_call_me_and_press_pound_registers_the_phone(phone_system: System):
     await start_verification(phone_system)
-    started = await phone_system.call(
-        "verification", "start_phone_registration", username=USER, token=token_for(phone_system),
-        number=NUMBER, channel="call")
+    started = await call_me(phone_system)
     assert "press the # key" in started["prompt"]
 
     async def answered():
@@ -117,9 +121,7 @@ async def test_call_me_and_press_pound_registers_the_phone(phone_system: System)
 async def test_a_call_answered_with_another_key_fails(phone_system: System):
     phone_system.twilio.keypress = "1"
     await start_verification(phone_system)
-    started = await phone_system.call(
-        "verification", "start_phone_registration", username=USER, token=token_for(phone_system),
-        number=NUMBER, channel="call")
+    started = await call_me(phone_system)
 
     async def failed():
         return (await status_of(phone_system, started["challenge_id"]))["state"] == "failed"
@@ -131,9 +133,7 @@ async def test_a_call_answered_with_another_key_fails(phone_system: System):
 async def test_the_stronger_call_mode_reads_out_a_code_to_type(phone_system: System):
     phone_system.settings.call_mode = "read_code"
     await start_verification(phone_system)
-    started = await phone_system.call(
-        "verification", "start_phone_registration", username=USER, token=token_for(phone_system),
-        number=NUMBER, channel="call")
+    started = await call_me(phone_system)
 
     async def spoken():
         call = latest_call_to(phone_system.twilio.folder, E164)
@@ -158,7 +158,7 @@ async def test_failures_count_across_new_codes_and_lock_the_method(phone_system:
         with pytest.raises(RekeyError) as refused:
             await verify(phone_system, wrong, started["method_id"])
         if attempt < 2:
-            assert "tries left" in refused.value.message
+            assert ["2 tries left", "1 try left"][attempt] in refused.value.message
             # a new code for the same method: the counter does not reset
             await resend(phone_system, started["method_id"])
         else:
@@ -198,7 +198,7 @@ async def test_a_later_sign_in_challenges_the_default_and_offers_the_others(phon
     await start_verification(phone_system)
     registration = await phone_system.call("verification", "start_app_registration", username=USER,
                                            token=token_for(phone_system))
-    seed = re.search(r"secret=([A-Z2-7]+)", registration["otpauth_uri"]).group(1)
+    seed = totp.parse_uri(registration["otpauth_uri"]).secret
     first = await verify(phone_system, pyotp.TOTP(seed).now(), registration["method_id"])
     mfa = first["mfa_token"]  # adding or changing a method needs a completed MFA sign-in
     started = await phone_system.call("verification", "start_phone_registration", username=USER,
@@ -219,4 +219,69 @@ async def test_a_later_sign_in_challenges_the_default_and_offers_the_others(phon
     assert sign_in["kind"] == "sms" and sign_in["method_id"] == started["method_id"]
     assert (await verify(phone_system, texted_code(phone_system)))["verified"] is True
     names = phone_system.event_names("verification")
-    assert names.count("DefaultMethodSet") == 2
+    assert names.count("DefaultMethodSet") == 1  # the first method, by itself
+    assert names.count("DefaultMethodChanged") == 1  # the user's choice
+
+
+# --- the facts a screen needs, so the portal keeps no copy of the rules ------------------------
+TEXT_STEP = {"channel": "sms", "takes_code": True, "code_length": 6}
+
+
+def step_of(reply: dict) -> dict:
+    return {k: reply[k] for k in ("channel", "takes_code", "code_length")}
+
+
+async def test_every_reply_about_a_text_says_it_takes_a_six_digit_code(phone_system: System):
+    await start_verification(phone_system)
+    started = await text_me(phone_system)
+    resent = await phone_system.call("verification", "resend_code", username=USER,
+                                     token=token_for(phone_system), method_id=started["method_id"])
+    waiting = await status_of(phone_system, resent["challenge_id"])
+    assert [step_of(r) for r in (started, resent, waiting)] == [TEXT_STEP] * 3
+
+    await verify(phone_system, texted_code(phone_system), started["method_id"])
+    status = await phone_system.call("verification", "status", username=USER,
+                                     token=token_for(phone_system))
+    sign_in = await phone_system.call("verification", "start_challenge", username=USER,
+                                      token=token_for(phone_system))
+    assert [step_of(m) for m in status["methods"]] == [TEXT_STEP]
+    assert step_of(sign_in) == TEXT_STEP
+    with pytest.raises(InvalidRequest, match="Only an authenticator app"):
+        await phone_system.call("verification", "start_challenge", username=USER,
+                                token=token_for(phone_system), channel="app")
+
+
+async def test_a_press_pound_call_takes_no_code_and_a_read_code_call_takes_one(phone_system: System):
+    await start_verification(phone_system)
+    pound = await call_me(phone_system)
+    assert step_of(pound) == {"channel": "call", "takes_code": False, "code_length": None}
+
+    phone_system.settings.call_mode = "read_code"
+    other = "other.one@masspasrr.org"
+    reads = await call_me(phone_system, other)
+    assert step_of(reads) == {"channel": "call", "takes_code": True, "code_length": 6}
+    # A challenge keeps what it was issued as: the first call still takes no code.
+    assert step_of(await status_of(phone_system, pound["challenge_id"]))["takes_code"] is False
+
+
+async def test_phone_countries_is_the_one_list_united_states_first(phone_system: System):
+    await start_verification(phone_system)
+
+    countries = await phone_system.call("verification", "phone_countries")
+
+    assert countries[0] == {"region": "US", "name": "United States", "calling_code": 1}
+    assert {"region": "GB", "name": "United Kingdom", "calling_code": 44} in countries
+    assert [c["name"] for c in countries[1:]] == sorted(c["name"] for c in countries[1:])
+
+
+async def test_a_number_in_a_country_not_offered_is_refused_and_records_nothing(phone_system: System):
+    await start_verification(phone_system)
+    before = phone_system.app("verification").max_notification_id()
+
+    with pytest.raises(InvalidRequest, match="Choose a country or region from the list"):
+        await phone_system.call("verification", "start_phone_registration", username=USER,
+                                token=token_for(phone_system), number="03-1234-5678", country="JP",
+                                channel="sms")
+
+    assert phone_system.app("verification").max_notification_id() == before
+    assert list_texts(phone_system.twilio.folder) == []

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pyotp
 import pytest
 
-from rekey.authenticator import Authenticator, parse_uri
+from rekey.authenticator.app import Authenticator, parse_uri
+from shared.clock import ManualClock
 from shared.errors import AuthenticationFailed, Conflict, Expired, InvalidRequest, RekeyError
-from shared.tokens import issue_token
+from shared.tokens import all_issuers, issue_token
 from tests.integration.conftest import USER, System, start_verification
 
 
 def token_for(system: System, username: str = USER) -> str:
-    return issue_token(system.settings.token_key_bytes, username, "password")
+    return issue_token(all_issuers(system.settings), username, "password")
 
 
 async def registered_with_push(system: System, tmp_path: Path, username: str = USER):
@@ -130,10 +130,11 @@ async def test_a_replayed_signed_answer_changes_nothing(system: System, tmp_path
 
 async def test_an_expired_challenge_cannot_be_approved(system: System, tmp_path: Path):
     system.settings.push_ttl_seconds = 1
-    await start_verification(system)
+    clock = ManualClock()
+    await start_verification(system, clock)
     token, _, phone, account = await registered_with_push(system, tmp_path)
     shown = await try_it_out(system, token)
-    await asyncio.sleep(1.3)
+    clock.advance(1.3)
 
     assert await phone.pending() == []
     before = system.app("verification").max_notification_id()
@@ -143,6 +144,37 @@ async def test_an_expired_challenge_cannot_be_approved(system: System, tmp_path:
     status = await system.call("verification", "challenge_status", username=USER, token=token,
                                challenge_id=shown["challenge_id"])
     assert status["state"] == "expired"
+
+
+async def test_an_expired_sign_in_request_says_so_in_plain_words(system: System, tmp_path: Path):
+    clock = ManualClock()
+    await start_verification(system, clock)
+    token, _, phone, _ = await registered_with_push(system, tmp_path)
+    shown = await try_it_out(system, token)
+    await phone.approve(shown["challenge_id"], shown["number"])
+    sign_in = await system.call("verification", "start_challenge", username=USER, token=token)
+
+    clock.advance(system.settings.push_ttl_seconds + 1)
+
+    status = await system.call("verification", "challenge_status", username=USER, token=token,
+                               challenge_id=sign_in["challenge_id"])
+    assert (status["state"], status["message"]) == (
+        "expired", "This request has expired. Send a new request, or sign in another way.")
+
+
+async def test_a_device_request_signed_too_long_ago_is_refused(system: System, tmp_path: Path):
+    clock = ManualClock()
+    await start_verification(system, clock)
+    token, _, phone, account = await registered_with_push(system, tmp_path)
+    shown = await try_it_out(system, token)
+    answer = phone.response(account, shown["challenge_id"], "approve", shown["number"])
+
+    clock.advance(301)  # the service's time is past the five minutes a signature counts
+
+    with pytest.raises(AuthenticationFailed, match="too old"):
+        await phone.send(answer)
+    with pytest.raises(AuthenticationFailed, match="too old"):
+        await phone.pending()
 
 
 async def test_another_devices_key_is_refused(system: System, tmp_path: Path):
@@ -222,3 +254,34 @@ async def test_push_events_and_history_hold_no_secret(system: System, tmp_path: 
     for secret in (account.secret, registration["secret_key"], activation, account.private_key):
         assert secret not in history
     assert f"'number': '{shown['number']}'" not in history
+
+
+def step_of(reply: dict) -> dict:
+    return {k: reply[k] for k in ("channel", "takes_code", "code_length")}
+
+
+APP_STEP = {"channel": "app", "takes_code": True, "code_length": 6}
+PUSH_STEP = {"channel": "push", "takes_code": False, "code_length": None}
+
+
+async def test_a_push_takes_no_code_and_the_app_gives_its_code_when_asked(system: System, tmp_path: Path):
+    await start_verification(system)
+    token, registration, phone, account = await registered_with_push(system, tmp_path)
+    assert step_of(registration) == APP_STEP
+    shown = await try_it_out(system, token)
+    waiting = await system.call("verification", "challenge_status", username=USER, token=token,
+                                challenge_id=shown["challenge_id"])
+    assert [step_of(shown), step_of(waiting)] == [PUSH_STEP] * 2
+    await phone.approve(shown["challenge_id"], shown["number"])
+
+    status = await system.call("verification", "status", username=USER, token=token)
+    sign_in = await system.call("verification", "start_challenge", username=USER, token=token)
+    assert [step_of(m) for m in status["methods"]] == [PUSH_STEP]
+    assert step_of(sign_in) == PUSH_STEP
+    by_code = await system.call("verification", "start_challenge", username=USER, token=token,
+                                channel="app")
+    assert step_of(by_code) == APP_STEP and by_code["kind"] == "totp"
+    verified = await system.call("verification", "verify_code", username=USER, token=token,
+                                 method_id=by_code["method_id"],
+                                 code=pyotp.TOTP(account.secret).now())
+    assert verified["verified"] is True

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qs, urlparse
+import unicodedata
 
 import pyotp
 import pytest
 
-from rekey.mailsink import latest_mail_to
+from rekey.stack.journey import complete_reset
+from services.verification import totp
+from shared.caught import latest_mail_to
 from shared.errors import (
     AuthenticationFailed,
     Conflict,
@@ -90,23 +92,34 @@ async def test_a_change_token_stops_working_when_a_new_temporary_password_is_iss
                           new_password=NEW_PASSWORD)
 
 
+async def test_a_new_password_that_is_the_current_one_is_refused_and_changes_nothing(system: System):
+    await start_all(system)
+    await system.provision()
+    await system.approved_ticket()
+    temporary = await temporary_password(system)
+    signed = await system.call("credentials", "sign_in", username=USER, password=temporary)
+    with pytest.raises(InvalidRequest, match="different from the current one"):  # by its hash
+        await system.call("credentials", "change_password", username=USER,
+                          change_token=signed["change_token"], new_password=temporary)
+    accented = "une très longue phrase de passe à moi"
+    await system.call("credentials", "change_password", username=USER, current_password=temporary,
+                      new_password=accented)
+    changes = system.event_names("credentials").count("PasswordChanged")
+    with pytest.raises(InvalidRequest, match="different from the current one"):  # as typed: NFD too
+        await system.call("credentials", "change_password", username=USER, current_password=accented,
+                          new_password=unicodedata.normalize("NFD", accented))
+
+    assert system.event_names("credentials").count("PasswordChanged") == changes
+    signed = await system.call("credentials", "sign_in", username=USER, password=accented)
+    assert signed["must_change_password"] is False
+
+
 async def test_the_whole_guide_closes_the_ticket_and_history_is_secret_free(system: System):
     await start_all(system)
     await system.provision()
     number = await system.approved_ticket()
     temporary = await temporary_password(system)
-    await system.call("credentials", "sign_in", username=USER, password=temporary)
-    token = (await system.call("credentials", "change_password", username=USER,
-                               current_password=temporary, new_password=NEW_PASSWORD))["token"]
-    registration = await system.call("verification", "start_app_registration", username=USER,
-                                     token=token)
-    seed = parse_qs(urlparse(registration["otpauth_uri"]).query)["secret"][0]
-    verified = await system.call("verification", "verify_code", username=USER, token=token,
-                                 method_id=registration["method_id"], code=pyotp.TOTP(seed).now())
-    agreement = await system.call("consent", "present", username=USER, token=verified["mfa_token"])
-    await system.call("consent", "accept", username=USER, token=verified["mfa_token"],
-                      version=1, content_hash=agreement["content_hash"], accepted=True,
-                      confirmed=True)
+    completed = await complete_reset(system, USER, temporary, NEW_PASSWORD)
 
     async def closed():
         return (await system.call("ticketing", "show", ticket=number))["state"] == "closed"
@@ -120,7 +133,7 @@ async def test_the_whole_guide_closes_the_ticket_and_history_is_secret_free(syst
             "SignInSucceeded", "PasswordChanged", "MethodsRevoked", "MethodRegistered",
             "ChallengeVerified", "DefaultMethodSet", "AgreementAccepted", "TicketClosed"} <= names
     text = str(history)
-    for secret in (temporary, NEW_PASSWORD, seed, registration["secret_key"]):
+    for secret in (temporary, NEW_PASSWORD, completed.seed, completed.registration["secret_key"]):
         assert secret not in text
 
 
@@ -138,10 +151,11 @@ async def test_the_requester_cannot_approve_their_own_request(system: System):
     await start_all(system)
     await system.provision()
     ticket = await system.call("ticketing", "request_reset", name="Jane", email=USER_EMAIL,
-                               username=USER, reason="new phone", requested_by=AGENT)
+                               username=USER, reason="new phone", principal=system.principal())
     before = system.app("ticketing").max_notification_id()
     with pytest.raises(NotAllowed, match="requested"):
-        await system.call("ticketing", "approve", ticket=ticket["ticket_number"], agent=AGENT)
+        await system.call("ticketing", "approve", ticket=ticket["ticket_number"],
+                          principal=system.principal())
     assert system.app("ticketing").max_notification_id() == before
 
 
@@ -150,7 +164,7 @@ async def test_a_second_approval_is_refused(system: System):
     await system.provision()
     number = await system.approved_ticket()
     with pytest.raises(Conflict, match="already approved"):
-        await system.call("ticketing", "approve", ticket=number, agent=AGENT)
+        await system.call("ticketing", "approve", ticket=number, principal=system.principal())
     assert system.event_names("ticketing").count("ResetApproved") == 1
 
 
@@ -160,7 +174,8 @@ async def test_a_reset_for_an_unknown_user_cannot_be_approved(system: System):
     ticket = await system.call("ticketing", "request_reset", name="Nobody", email="n@example.org",
                                username="nobody@masspasrr.org", reason="new phone")
     with pytest.raises(NotFound, match="no portal account"):
-        await system.call("ticketing", "approve", ticket=ticket["ticket_number"], agent=AGENT)
+        await system.call("ticketing", "approve", ticket=ticket["ticket_number"],
+                          principal=system.principal())
     assert "ResetApproved" not in system.event_names("ticketing")
 
 
@@ -170,7 +185,8 @@ async def test_a_non_agent_cannot_approve(system: System):
     ticket = await system.call("ticketing", "request_reset", name="Jane", email=USER_EMAIL,
                                username=AGENT, reason="new phone")
     with pytest.raises(NotAllowed, match="not a help-desk agent"):
-        await system.call("ticketing", "approve", ticket=ticket["ticket_number"], agent=USER)
+        await system.call("ticketing", "approve", ticket=ticket["ticket_number"],
+                          principal=system.principal(USER))
 
 
 async def test_unknown_users_and_wrong_passwords_get_the_same_answer(system: System):
@@ -216,10 +232,10 @@ async def test_an_expired_temporary_password_is_refused(system: System):
 
 
 async def test_the_agreement_cannot_be_confirmed_without_accepting(system: System):
-    from shared.tokens import issue_token
+    from shared.tokens import all_issuers, issue_token
 
     await start_all(system)
-    token = issue_token(system.settings.token_key_bytes, USER, "mfa")
+    token = issue_token(all_issuers(system.settings), USER, "mfa")
     agreement = await system.call("consent", "present", username=USER, token=token)
     assert len(agreement["clauses"]) == 21
     with pytest.raises(InvalidRequest, match="I Accept"):
@@ -228,12 +244,12 @@ async def test_the_agreement_cannot_be_confirmed_without_accepting(system: Syste
     assert "AgreementAccepted" not in system.event_names("consent")
     with pytest.raises(AuthenticationFailed):  # a password-stage token is not enough
         await system.call("consent", "present", username=USER,
-                          token=issue_token(system.settings.token_key_bytes, USER, "password"))
+                          token=issue_token(all_issuers(system.settings), USER, "password"))
 
 
 async def test_once_a_method_exists_a_password_alone_cannot_enrol_another(system: System):
     token, registration = await app_registration_started(system)
-    seed = parse_qs(urlparse(registration["otpauth_uri"]).query)["secret"][0]
+    seed = totp.parse_uri(registration["otpauth_uri"]).secret
     verified = await system.call("verification", "verify_code", username=USER, token=token,
                                  method_id=registration["method_id"], code=pyotp.TOTP(seed).now())
 
@@ -247,11 +263,11 @@ async def test_once_a_method_exists_a_password_alone_cannot_enrol_another(system
 
 
 async def test_a_sign_in_from_before_the_reset_cannot_enrol_a_method_after_it(system: System):
-    from shared.tokens import issue_token
+    from shared.tokens import all_issuers, issue_token
 
     await start_all(system)
     await system.provision()
-    stale = issue_token(system.settings.token_key_bytes, USER, "password")
+    stale = issue_token(all_issuers(system.settings), USER, "password")
     await system.approved_ticket()
     await eventually(lambda: "MethodsRevoked" in system.event_names("verification"))
     with pytest.raises(AuthenticationFailed, match="reset after you signed in"):

@@ -12,21 +12,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiosmtplib
-import nats
 import psycopg
 import pytest
 from nats.js.api import StreamConfig
 
-from rekey.mailsink import MailSink, latest_mail_to, list_mails
-from rekey.natsd import EmbeddedNats, NatsServerError
-from rekey.ports import free_port
+from rekey.stack.mailsink import MailSink
+from rekey.stack.natsd import EmbeddedNats, NatsServerError
+from rekey.stack.ports import free_port
+from shared.caught import latest_mail_to, list_mails
+from tests.conftest import connect_as
 
 if TYPE_CHECKING:
     from tests.conftest import SettingsFactory, StoreChoice
 
 
 async def test_embedded_nats_starts_with_jetstream_enabled(nats_server: EmbeddedNats) -> None:
-    nc = await nats.connect(nats_server.url)
+    nc = await connect_as(nats_server)
     try:
         info = await nc.jetstream().account_info()
         assert info.streams == 0
@@ -37,7 +38,7 @@ async def test_embedded_nats_starts_with_jetstream_enabled(nats_server: Embedded
 async def test_messages_acknowledged_by_jetstream_survive_a_server_restart(
     nats_server: EmbeddedNats,
 ) -> None:
-    nc = await nats.connect(nats_server.url)
+    nc = await connect_as(nats_server)
     try:
         js = nc.jetstream()
         await js.add_stream(StreamConfig(name="TOOLING", subjects=["tooling.>"]))
@@ -48,7 +49,7 @@ async def test_messages_acknowledged_by_jetstream_survive_a_server_restart(
 
     nats_server.restart()
 
-    nc = await nats.connect(nats_server.url)
+    nc = await connect_as(nats_server)
     try:
         js = nc.jetstream()
         stored = [await js.get_msg("TOOLING", seq) for seq in (1, 2, 3)]
@@ -120,7 +121,7 @@ async def test_mail_sink_lists_mail_in_arrival_order_and_matches_bcc_recipients(
 
 async def test_mail_sink_runs_in_the_foreground_until_sigterm(tmp_path: Path) -> None:
     port, folder = free_port(), tmp_path / "mail"
-    command = [sys.executable, "-m", "rekey.mailsink", "--folder", str(folder)]
+    command = [sys.executable, "-m", "rekey.stack.mailsink", "--folder", str(folder)]
     process = subprocess.Popen([*command, "--port", str(port)])
     try:
         deadline = time.monotonic() + 15

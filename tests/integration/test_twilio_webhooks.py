@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from rekey.twilio_sim import latest_call_to
-from shared.tokens import issue_token
+from shared.caught import latest_call_to
+from shared.tokens import all_issuers, issue_token
 from tests.integration.conftest import USER, System, eventually, start_verification
 
 NUMBER = "+1 508 555 0142"
@@ -16,7 +16,7 @@ E164 = "+15085550142"
 async def unanswered_call(system: System) -> dict:
     system.twilio.keypress = ""  # answered, and nobody has pressed anything yet
     await start_verification(system)
-    token = issue_token(system.settings.token_key_bytes, USER, "password")
+    token = issue_token(all_issuers(system.settings), USER, "password")
     started = await system.call("verification", "start_phone_registration", username=USER,
                                 token=token, number=NUMBER, channel="call")
     await eventually(lambda: (c := latest_call_to(system.twilio.folder, E164)) and c.spoken,
@@ -49,7 +49,7 @@ async def post(url: str, params: dict[str, str], signature: str | None) -> int:
 
 
 async def challenge_state(system: System, challenge_id: str) -> str:
-    token = issue_token(system.settings.token_key_bytes, USER, "password")
+    token = issue_token(all_issuers(system.settings), USER, "password")
     status = await system.call("verification", "challenge_status", username=USER, token=token,
                                challenge_id=challenge_id)
     return str(status["state"])

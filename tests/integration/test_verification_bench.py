@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rekey.bench_challenges import run_challenge_bench
+from rekey.bench.challenges import run_challenge_bench
 
 
 async def test_the_challenge_bench_measures_totp_and_push_latency():

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.credentials.domain import (
-    LOCK_AFTER_FAILURES,
     Account,
-    AccountLockedError,
+    DelaySchedule,
+    SignInDelayed,
     TemporaryPasswordExpired,
     refused,
 )
@@ -27,9 +27,11 @@ from services.credentials.passwords import (
     check_new_password,
     hash_password,
     new_temporary_password,
+    same_password,
     verify_password,
 )
 from shared.errors import InvalidRequest
+from tests.unit.recorded import names
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 # A password with accents, as the NFC (composed) form most keyboards produce.
@@ -48,13 +50,12 @@ def new_account(username: str = "alice") -> Account:
     return account
 
 
-def names(account: Account) -> list[str]:
-    return [type(e).__name__ for e in account.collect_events()]
+DELAY = DelaySchedule(after=5, first=1.0, cap=60.0)
 
 
-def fail(account: Account, times: int) -> None:
+def fail(account: Account, times: int, now: datetime = NOW) -> None:
     for _ in range(times):
-        account.record_failure("wrong password")
+        account.record_failure("wrong password", now=now, delay=DELAY)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_registering_an_account_records_account_registered_without_any_password(
     assert (registered.username, registered.email, registered.role) == ("alice", "alice@example.org", "user")
     assert account.password_hash is None
     assert account.temporary is False
-    assert account.locked is False
+    assert account.retry_at is None
     assert account.failures == 0
     assert account.subject == "alice"
 
@@ -125,61 +126,75 @@ def test_each_failed_sign_in_is_recorded_with_the_running_count():
     assert events[0].reason == "wrong password"
 
 
-def test_four_failed_sign_ins_do_not_lock_the_account():
+def test_four_failed_sign_ins_do_not_delay_the_next_attempt():
     account = new_account()
 
-    fail(account, LOCK_AFTER_FAILURES - 1)
+    fail(account, DELAY.after - 1)
 
-    assert "AccountLocked" not in names(account)
-    account.check_not_locked()
+    assert account.retry_at is None
+    account.check_not_delayed(NOW)
 
 
-def test_the_fifth_failed_sign_in_locks_the_account():
+def test_the_fifth_failed_sign_in_makes_the_next_attempt_wait_a_second_and_locks_nothing():
     account = new_account()
 
     fail(account, 5)
 
     events = account.collect_events()
-    assert [type(e).__name__ for e in events][-2:] == ["SignInFailed", "AccountLocked"]
-    assert events[-1].failures == 5
-    assert account.locked is True
-    with pytest.raises(AccountLockedError) as refusal:
-        account.check_not_locked()
-    assert refusal.value.code == "locked"
+    assert [type(e).__name__ for e in events] == ["SignInFailed"] * 5
+    assert events[-1].failures == 5 and events[-1].retry_at == NOW + timedelta(seconds=1)
+    with pytest.raises(SignInDelayed) as refusal:
+        account.check_not_delayed(NOW)
+    assert refusal.value.code == "rate_limited"
+    assert "wait 1 second," in refusal.value.message
+    account.check_not_delayed(NOW + timedelta(seconds=1))  # once it passed: checked again
 
 
-def test_a_locked_account_is_locked_only_once_however_many_more_failures():
+def test_the_delay_doubles_with_each_further_failure_up_to_the_cap():
+    assert [DELAY.seconds(n) for n in range(1, 14)] == [
+        0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 60, 60, 60
+    ]
+    assert DelaySchedule(after=1, first=2.0, cap=5.0).seconds(1000) == 5.0
+
+
+def test_the_wait_is_said_in_whole_seconds_left():
     account = new_account()
+    fail(account, 8)  # 8 seconds
 
-    fail(account, 8)
-
-    recorded = names(account)
-    assert recorded.count("AccountLocked") == 1
-    assert recorded.count("SignInFailed") == 8
+    with pytest.raises(SignInDelayed, match="wait 6 seconds"):
+        account.check_not_delayed(NOW + timedelta(seconds=2.5))
 
 
-def test_a_successful_sign_in_resets_the_failure_count():
+def test_a_successful_sign_in_resets_the_failures_and_the_delay():
     account = new_account()
-    fail(account, 4)
+    fail(account, 7)
 
     account.record_sign_in(temporary=False, actor="alice")
+
+    assert account.failures == 0 and account.retry_at is None
     fail(account, 4)
-
-    assert account.failures == 4
-    assert account.locked is False
-    assert "AccountLocked" not in names(account)
+    account.check_not_delayed(NOW)
 
 
-def test_a_new_temporary_password_unlocks_the_account_and_resets_failures():
+def test_a_new_temporary_password_resets_the_failures_and_the_delay():
     account = new_account()
-    fail(account, 5)
-    assert account.locked
+    fail(account, 6)
 
     account.issue_temporary_password("hash-2", NOW + timedelta(hours=24), "ticket-2")
 
-    assert account.locked is False
     assert account.failures == 0
-    account.check_not_locked()
+    account.check_not_delayed(NOW)
+
+
+def test_a_lock_recorded_by_an_earlier_version_replays_as_a_delay_until_its_end():
+    account = new_account()
+    fail(account, 5)
+    account._locked(failures=5, until=NOW + timedelta(minutes=15))
+
+    with pytest.raises(SignInDelayed, match="wait 900 seconds"):
+        account.check_not_delayed(NOW)
+    account.check_not_delayed(NOW + timedelta(minutes=15))
+
 
 
 def test_an_expired_temporary_password_is_refused():
@@ -261,6 +276,13 @@ def test_a_password_typed_in_nfd_verifies_against_the_nfc_hashed_one(accented_ha
     assert verify_password(accented_hash, decomposed) is True
 
 
+@pytest.mark.parametrize("other", [ACCENTED, unicodedata.normalize("NFD", ACCENTED), ACCENTED + "!",
+                                   ACCENTED.upper(), ""])
+def test_two_typed_passwords_are_the_same_exactly_when_one_verifies_against_the_others_hash(
+        accented_hash: str, other: str):
+    assert same_password(ACCENTED, other) is verify_password(accented_hash, other)
+
+
 @pytest.mark.parametrize("missing", [None, ""])
 def test_verifying_against_no_hash_is_false(missing: str | None):
     assert verify_password(missing, ACCENTED) is False
@@ -325,32 +347,18 @@ def test_one_character_repeated_is_refused():
         check_new_password("ab" * 10, username="alice")
 
 
-# --- lock by time, unlock by agent (issue 4) ---------------------------------------------------
-def test_a_lock_ends_by_itself_and_counting_starts_afresh():
-    account = new_account()
-    for _ in range(3):
-        account.record_failure("wrong password", now=NOW, lock_after=3, lock_minutes=15)
-    assert account.is_locked(NOW + timedelta(minutes=14))
-    assert not account.is_locked(NOW + timedelta(minutes=15))
-    account.collect_events()
-
-    account.record_failure("wrong password", now=NOW + timedelta(minutes=16), lock_after=3)
-
-    assert names(account) == ["SignInFailed"]
-    assert account.failures == 1
-
-
-def test_an_agent_unlock_is_recorded_and_resets_failures():
+# --- the help desk resets the delay (rekey accounts unlock) -----------------------------------
+def test_a_help_desk_reset_of_the_delay_is_recorded_and_clears_the_failures():
     from shared.errors import Conflict
 
     account = new_account()
-    fail(account, 5)
+    fail(account, 6)
     account.collect_events()
 
-    account.unlock("agent.smith", "called back")
+    account.reset_delay("agent.smith", "called back")
 
     [unlocked] = account.collect_events()
     assert type(unlocked).__name__ == "AccountUnlocked" and unlocked.agent == "agent.smith"
-    assert not account.is_locked() and account.failures == 0
-    with pytest.raises(Conflict):
-        account.unlock("agent.smith", "again")
+    assert not account.is_delayed(NOW) and account.failures == 0
+    with pytest.raises(Conflict, match="no failed sign-ins"):
+        account.reset_delay("agent.smith", "again")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pyotp
 import pytest
@@ -14,13 +14,15 @@ from services.verification import totp
 from services.verification.domain import (
     APP,
     LOCK_AFTER_FAILURES,
+    DefaultNotRemovable,
     Enrollment,
+    LastMethod,
     MethodLockedError,
     UnknownMethod,
 )
+from tests.unit.recorded import SEED, T0, names
 
-APPROVED_AT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+APPROVED_AT = T0  # when the reset was approved
 NOW = 1_700_000_015.0  # 15 s into time step 56_666_667
 STEP = int(NOW // totp.PERIOD)
 
@@ -39,10 +41,6 @@ def enrollment_with(*methods: tuple[str, datetime], method_type: str = APP) -> E
     return enrollment
 
 
-def names(enrollment: Enrollment) -> list[str]:
-    return [type(e).__name__ for e in enrollment.collect_events()]
-
-
 def code_at(step: int, seed: str = SEED) -> str:
     return pyotp.TOTP(seed, digits=totp.DIGITS, interval=totp.PERIOD).generate_otp(step)
 
@@ -53,6 +51,27 @@ def fail(enrollment: Enrollment, method_id: str, times: int) -> None:
 
 
 # --- setting up ---------------------------------------------------------------------------------
+def test_a_new_app_setup_replaces_the_unfinished_ones_and_they_stop_taking_codes():
+    enrollment = enrollment_with(("m1", APPROVED_AT), ("m2", APPROVED_AT))
+    assert enrollment.verify("m2", "c1", STEP) is True  # m2 is registered; m1 never finished
+    enrollment.collect_events()
+
+    replaced = enrollment.replace_setups(APP)
+
+    assert [m.method_id for m in replaced] == ["m1"]
+    assert names(enrollment) == ["MethodSetupsReplaced"]
+    with pytest.raises(UnknownMethod):
+        enrollment.verify("m1", "c2", STEP)
+    assert [m.method_id for m in enrollment.registered] == ["m2"]  # a working app stays
+
+
+def test_nothing_is_replaced_when_no_setup_of_that_kind_is_unfinished():
+    enrollment = enrollment_with(("p1", APPROVED_AT), method_type="phone")
+    assert enrollment.replace_setups(APP) == []
+    assert names(enrollment) == []
+    assert enrollment.method("p1").registered is False
+
+
 def test_starting_a_registration_records_it_as_not_yet_registered():
     enrollment = Enrollment(username="alice")
     enrollment.collect_events()
@@ -331,3 +350,63 @@ def test_a_code_two_or_more_steps_away_never_matches_its_own_step(t: float, offs
 
     # Only a coincidental collision with a step inside the window may match, never step+offset.
     assert found is None or (abs(found - step) <= totp.WINDOW and code_at(found) == code)
+
+
+# --- Security info: remove a method, change the default ----------------------------------------
+def two_registered() -> Enrollment:
+    """m1 (the default) and m2, both set up; events collected."""
+    enrollment = enrollment_with(("m1", APPROVED_AT), ("m2", APPROVED_AT))
+    enrollment.verify("m1", "c1", STEP, now=APPROVED_AT + timedelta(minutes=1))
+    enrollment.verify("m2", "c2", STEP, now=APPROVED_AT + timedelta(minutes=2))
+    enrollment.collect_events()
+    return enrollment
+
+
+def test_a_method_records_when_it_was_added_and_last_used():
+    enrollment = two_registered()
+    enrollment.verify("m1", "c3", STEP + 1, now=APPROVED_AT + timedelta(hours=1))
+    m1 = enrollment.methods["m1"]
+    assert m1.registered_at == APPROVED_AT + timedelta(minutes=1)
+    assert m1.last_used == APPROVED_AT + timedelta(hours=1)
+
+
+def test_removing_a_method_that_is_not_the_default_records_method_removed():
+    enrollment = two_registered()
+    enrollment.remove("m2")
+    assert names(enrollment) == ["MethodRemoved"]
+    assert [m.method_id for m in enrollment.registered] == ["m1"]
+
+
+def test_the_last_method_cannot_be_removed_and_nothing_is_recorded():
+    enrollment = two_registered()
+    enrollment.remove("m2")
+    enrollment.collect_events()
+    with pytest.raises(LastMethod, match="only sign-in method"):
+        enrollment.remove("m1")
+    assert enrollment.collect_events() == []
+
+
+def test_the_default_method_cannot_be_removed_until_another_is_the_default():
+    enrollment = two_registered()
+    with pytest.raises(DefaultNotRemovable, match="default"):
+        enrollment.remove("m1")
+    assert enrollment.collect_events() == []
+    assert enrollment.change_default("m2") is True
+    enrollment.remove("m1")
+    assert names(enrollment) == ["DefaultMethodChanged", "MethodRemoved"]
+    assert enrollment.default_method == "m2"
+
+
+def test_choosing_the_current_default_again_records_nothing():
+    enrollment = two_registered()
+    assert enrollment.change_default("m1") is False
+    assert enrollment.collect_events() == []
+
+
+def test_a_locked_method_cannot_become_the_default():
+    enrollment = two_registered()
+    fail(enrollment, "m2", LOCK_AFTER_FAILURES)
+    enrollment.collect_events()
+    with pytest.raises(MethodLockedError):
+        enrollment.change_default("m2")
+    assert enrollment.collect_events() == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -11,12 +13,15 @@ from services.ticketing.domain import (
     CLOSED,
     OPEN,
     REJECTED,
-    VERIFIED,
     AccountFile,
     SelfApprovalRefused,
     Ticket,
     TicketNotOpen,
 )
+from tests.unit.recorded import names
+
+NOW = datetime.now(UTC)
+FAR = NOW + timedelta(hours=1)
 
 
 def new_ticket(username: str = "alice", requested_by: str = "carol") -> Ticket:
@@ -30,13 +35,26 @@ def new_ticket(username: str = "alice", requested_by: str = "carol") -> Ticket:
     )
 
 
-def names(aggregate: Ticket | AccountFile) -> list[str]:
-    return [type(e).__name__ for e in aggregate.collect_events()]
+def decision_by_bob(ticket: Ticket, event_name: str) -> Any:
+    """The one event a decision recorded: ``event_name``, by bob, who is now the decider."""
+    [decision] = ticket.collect_events()
+    assert type(decision).__name__ == event_name
+    assert decision.agent == "bob"
+    assert ticket.decided_by == "bob"
+    return decision
+
+
+def proven(ticket: Ticket) -> Ticket:
+    """The ticket with a call-back to the phone on file answered (enough for an ordinary
+    account under the default policy)."""
+    ticket.start_proof("p-call", "call_back", "erin", "+1 ••• ••• 0142", FAR)
+    ticket.conclude_proof("p-call", "call_back", NOW, True, "system", "pressed #")
+    return ticket
 
 
 def opened(ticket: Ticket) -> Ticket:
-    """The ticket with its creation event already collected."""
-    ticket.collect_events()
+    """The ticket with its identity proven and its events so far already collected."""
+    proven(ticket).collect_events()
     return ticket
 
 
@@ -55,20 +73,15 @@ def test_a_new_ticket_is_open_and_records_reset_requested_with_its_facts():
 
 
 # --- who may approve ---------------------------------------------------------------------------
-def test_an_agent_cannot_approve_a_reset_they_requested():
-    ticket = opened(new_ticket(username="alice", requested_by="bob"))
+@pytest.mark.parametrize(
+    ("username", "requested_by", "refusal"),
+    [("alice", "bob", "they requested"), ("bob", "carol", "own account")],
+    ids=["a reset they requested", "a reset of their own account"],
+)
+def test_an_agent_cannot_approve(username: str, requested_by: str, refusal: str):
+    ticket = opened(new_ticket(username=username, requested_by=requested_by))
 
-    with pytest.raises(SelfApprovalRefused, match="they requested"):
-        ticket.approve("bob")
-
-    assert ticket.collect_events() == []
-    assert ticket.state == OPEN
-
-
-def test_an_agent_cannot_approve_a_reset_of_their_own_account():
-    ticket = opened(new_ticket(username="bob", requested_by="carol"))
-
-    with pytest.raises(SelfApprovalRefused, match="own account"):
+    with pytest.raises(SelfApprovalRefused, match=refusal):
         ticket.approve("bob")
 
     assert ticket.collect_events() == []
@@ -107,49 +120,37 @@ def test_another_agent_can_approve_an_open_ticket():
 
     ticket.approve("bob")
 
-    [approved] = ticket.collect_events()
-    assert type(approved).__name__ == "ResetApproved"
-    assert approved.agent == "bob"
+    approved = decision_by_bob(ticket, "ResetApproved")
     assert approved.username == "alice"
     assert ticket.state == APPROVED
-    assert ticket.decided_by == "bob"
 
 
 # --- decisions are final -----------------------------------------------------------------------
-def test_a_second_approval_is_refused_because_the_ticket_is_no_longer_open():
+DECIDE = {
+    "approved": lambda ticket, agent: ticket.approve(agent),
+    "rejected": lambda ticket, agent: ticket.reject(agent, "caller could not confirm their manager"),
+}
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "state"),
+    [("approved", "approved", APPROVED), ("rejected", "approved", REJECTED),
+     ("approved", "rejected", APPROVED)],
+    ids=["a second approval", "an approval of a rejected ticket", "a rejection of an approved ticket"],
+)
+def test_a_decided_ticket_refuses_another_decision_because_it_is_no_longer_open(
+    first: str, then: str, state: str
+):
     ticket = opened(new_ticket())
-    ticket.approve("bob")
+    DECIDE[first](ticket, "bob")
     ticket.collect_events()
 
-    with pytest.raises(TicketNotOpen, match="already approved"):
-        ticket.approve("dave")
+    with pytest.raises(TicketNotOpen, match=f"already {first}"):
+        DECIDE[then](ticket, "dave")
 
     assert ticket.collect_events() == []
+    assert ticket.state == state
     assert ticket.decided_by == "bob"
-
-
-def test_a_rejected_ticket_cannot_then_be_approved():
-    ticket = opened(new_ticket())
-    ticket.reject("bob", "caller could not confirm their manager")
-    ticket.collect_events()
-
-    with pytest.raises(TicketNotOpen, match="already rejected"):
-        ticket.approve("dave")
-
-    assert ticket.collect_events() == []
-    assert ticket.state == REJECTED
-
-
-def test_an_approved_ticket_cannot_then_be_rejected():
-    ticket = opened(new_ticket())
-    ticket.approve("bob")
-    ticket.collect_events()
-
-    with pytest.raises(TicketNotOpen):
-        ticket.reject("dave", "changed my mind")
-
-    assert ticket.collect_events() == []
-    assert ticket.state == APPROVED
 
 
 def test_rejecting_records_the_agent_and_the_reason():
@@ -157,66 +158,15 @@ def test_rejecting_records_the_agent_and_the_reason():
 
     ticket.reject("bob", "not the account holder")
 
-    [rejected] = ticket.collect_events()
-    assert type(rejected).__name__ == "ResetRejected"
-    assert rejected.agent == "bob"
+    rejected = decision_by_bob(ticket, "ResetRejected")
     assert rejected.reason == "not the account holder"
     assert ticket.state == REJECTED
-    assert ticket.decided_by == "bob"
     assert ticket.decision_reason == "not the account holder"
 
 
 def test_refusals_carry_stable_error_codes():
     assert TicketNotOpen("x").code == "conflict"
     assert SelfApprovalRefused("x").code == "not_allowed"
-
-
-# --- identity verification ---------------------------------------------------------------------
-def test_verifying_identity_records_the_check_and_moves_the_ticket_to_identity_verified():
-    ticket = opened(new_ticket())
-
-    ticket.verify_identity("bob", "call_back", "called the number on file")
-
-    [verified] = ticket.collect_events()
-    assert type(verified).__name__ == "IdentityVerified"
-    assert (verified.agent, verified.method, verified.note) == (
-        "bob",
-        "call_back",
-        "called the number on file",
-    )
-    assert ticket.state == VERIFIED
-    assert ticket.identity_check == "call_back"
-
-
-def test_a_ticket_with_verified_identity_is_still_undecided_and_can_be_approved():
-    ticket = opened(new_ticket())
-    ticket.verify_identity("bob", "id_check", "")
-
-    ticket.approve("bob")
-
-    assert names(ticket) == ["IdentityVerified", "ResetApproved"]
-    assert ticket.state == APPROVED
-
-
-def test_a_ticket_with_verified_identity_can_be_rejected():
-    ticket = opened(new_ticket())
-    ticket.verify_identity("bob", "manager_confirmation", "")
-
-    ticket.reject("bob", "manager said no")
-
-    assert ticket.state == REJECTED
-
-
-def test_identity_cannot_be_verified_on_a_decided_ticket():
-    ticket = opened(new_ticket())
-    ticket.reject("bob", "duplicate")
-    ticket.collect_events()
-
-    with pytest.raises(TicketNotOpen):
-        ticket.verify_identity("bob", "call_back", "")
-
-    assert ticket.collect_events() == []
-    assert ticket.identity_check is None
 
 
 # --- closing -----------------------------------------------------------------------------------
@@ -323,19 +273,6 @@ def test_with_four_eyes_the_same_agent_cannot_approve_twice_whatever_the_case():
     assert ticket.collect_events() == []
 
 
-def test_a_ticket_from_an_address_not_on_file_needs_the_identity_check_before_approval():
-    from services.ticketing.domain import IdentityCheckRequired
-
-    ticket = Ticket(name="A", email="x@evil.example", username="alice", reason="r",
-                    requested_by="alice", channel="email", sender_verified=False)
-    ticket.collect_events()
-
-    with pytest.raises(IdentityCheckRequired):
-        ticket.approve("bob")
-    ticket.verify_identity("bob", "call_back", "called the number on file")
-    assert ticket.approve("bob") is True
-
-
 def test_a_request_joins_an_open_ticket_but_not_a_decided_one():
     ticket = opened(new_ticket())
     ticket.join("Alice", "alice@example.org", "again", "email", True)
@@ -360,3 +297,49 @@ def test_an_undecided_ticket_expires_after_the_set_time_and_a_decided_one_never(
     decided = opened(new_ticket())
     decided.approve("bob")
     assert decided.expire(decided.modified_on + timedelta(days=365), after) is False
+
+
+# --- what an agent may do next (the facts screens show) ---------------------------------------
+def test_an_open_ticket_offers_another_agent_every_action():
+    ticket = opened(new_ticket(username="alice", requested_by="carol"))
+
+    assert ticket.next_actions("bob") == ["prove", "approve", "reject"]
+    assert ticket.state_label == "Open"
+
+
+def test_the_requester_and_the_account_owner_are_not_offered_approve():
+    ticket = opened(new_ticket(username="alice", requested_by="carol"))
+
+    assert ticket.next_actions("Carol") == ["prove", "reject"]
+    assert ticket.next_actions("alice") == ["reject"]
+
+
+def test_with_four_eyes_a_second_agent_is_offered_approve_and_the_first_is_not():
+    ticket = opened(new_ticket())
+    ticket.approve("bob", four_eyes=True)
+
+    assert ticket.state_label == "Waiting for a second approval"
+    assert "approve" in ticket.next_actions("dave", four_eyes=True)
+    assert "approve" not in ticket.next_actions("BOB", four_eyes=True)
+
+
+def test_a_decided_ticket_offers_nothing():
+    ticket = opened(new_ticket())
+    ticket.approve("bob", four_eyes=True)
+    ticket.approve("dave", four_eyes=True)
+    ticket.close("agreement accepted")
+
+    assert ticket.next_actions("erin", four_eyes=True) == []
+    assert ticket.state_label == "Closed"
+
+
+def test_the_cli_says_a_second_agent_must_approve_only_while_one_must():
+    from rekey.cli.ticket_views import ticket_summary
+
+    facts = {"ticket_number": "RK-1", "name": "A", "email": "a•••@example.org",
+             "username": "alice", "reason": "r", "approvals": ["bob"]}
+    waiting = ticket_summary({**facts, "state": "awaiting_second_approval"})
+    closed = ticket_summary({**facts, "state": "closed"})
+
+    assert "a second agent must approve" in waiting
+    assert "first approval by bob" in closed and "second agent" not in closed

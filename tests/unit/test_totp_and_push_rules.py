@@ -2,35 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pyotp
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.verification import push, totp
+from services.verification import presenter, push, totp
 from services.verification.domain import (
     APP,
+    CALL,
     PHONE,
     PUSH,
     SMS,
+    TOTP,
+    Challenge,
     ChallengeClosed,
     ChallengeExpired,
     CodeRejected,
     Enrollment,
     MethodLockedError,
     UnknownDevice,
+    activation_hash,
+    code_hash,
 )
-from services.verification.phone import COUNTRIES, masked, parse_phone
+from services.verification.phone import COUNTRIES, PHONE_COUNTRIES, masked, parse_phone
 from shared.errors import InvalidRequest
-
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
-
-
-def names(enrollment: Enrollment) -> list[str]:
-    return [type(e).__name__ for e in enrollment.collect_events()]
+from tests.unit.recorded import SEED, T0, names
 
 
 def with_push_device() -> Enrollment:
@@ -83,6 +82,29 @@ def test_the_same_code_is_accepted_once_within_its_window(t: int):
     for later in (t, t + 29, t + 30):  # the code is still inside the window, but used
         assert e.verify("m1", "c2", totp.matching_step(SEED, code, now=later)) is False
     assert e.collect_events()[-1].reason in ("code already used", "wrong code")
+
+
+def test_a_key_uri_reads_back_the_seed_the_names_and_the_activation_it_was_made_with():
+    uri = totp.provisioning_uri(SEED, "a.user@example.org", "PASRR Portal")
+    uri += f"&{totp.METHOD_PARAMETER}=m1&{totp.ACTIVATION_PARAMETER}=act"
+
+    key = totp.parse_uri(f" {uri} ")
+
+    assert (key.secret, key.issuer, key.account_name) == (SEED, "PASRR Portal", "a.user@example.org")
+    assert (key.digits, key.period, key.method_id, key.activation) == (6, 30, "m1", "act")
+    assert SEED not in repr(key) and "act" not in repr(key)
+    assert totp.parse_uri(totp.provisioning_uri(SEED, "b", "X")).activation is None
+
+
+@pytest.mark.parametrize("uri", [
+    "https://example.org/?secret=JBSWY3DPEHPK3PXP",
+    "otpauth://hotp/X:b?secret=JBSWY3DPEHPK3PXP",
+    "otpauth://totp/X:b?issuer=X",
+    "otpauth://totp/X:b?secret=not-base32!",
+])
+def test_a_uri_that_is_not_a_totp_key_is_refused(uri: str):
+    with pytest.raises(ValueError):
+        totp.parse_uri(uri)
 
 
 # --- push numbers -------------------------------------------------------------------------------
@@ -146,6 +168,23 @@ def test_a_new_code_supersedes_the_pending_one():
     assert e.latest_challenge("p1", (SMS,)).challenge_id == "s2"
 
 
+def test_a_new_push_replaces_the_pending_one_so_the_phone_shows_one_request():
+    e = with_push_device()
+    e.issue_challenge("c2", "m1", APP, "registration", kind=PUSH, issued_at=T0,
+                      expires_at=T0 + timedelta(minutes=2), code_hash="y")
+    assert e.issued["c1"].state == "superseded"
+    assert e.issued["c2"].state == "pending"
+
+
+def test_the_help_desk_s_identity_proof_push_neither_replaces_nor_is_replaced():
+    e = with_push_device()
+    e.issue_challenge("p1", "m1", APP, "identity_proof", kind=PUSH, issued_at=T0,
+                      expires_at=T0 + timedelta(minutes=2), code_hash="y")
+    e.issue_challenge("c2", "m1", APP, "registration", kind=PUSH, issued_at=T0,
+                      expires_at=T0 + timedelta(minutes=2), code_hash="z")
+    assert e.issued["p1"].state == "pending" and e.issued["c1"].state == "superseded"
+
+
 def test_a_sent_code_expires_after_its_minutes_and_the_refusal_records_nothing():
     e = with_phone()
     with pytest.raises(ChallengeExpired):
@@ -178,6 +217,44 @@ def test_only_a_registered_method_can_become_the_default():
         e.set_default("p1")
 
 
+# --- codes as kept: keyed hashes bound to their challenge ---------------------------------------
+KEY = b"k" * 32
+
+
+def test_a_code_matches_only_the_challenge_it_was_issued_for():
+    issued = Challenge("c1", "p1", SMS, "registration", code_hash=code_hash(KEY, "c1", "123456"))
+    other = Challenge("c2", "p1", SMS, "registration", code_hash=code_hash(KEY, "c1", "123456"))
+
+    assert issued.matches(KEY, "123456")
+    assert not issued.matches(KEY, "123457")
+    assert not issued.matches(b"x" * 32, "123456")
+    assert not other.matches(KEY, "123456")  # the same code, another challenge
+    assert not Challenge("c3", "p1", CALL, "registration").matches(KEY, "123456")  # no code
+
+
+def test_an_activation_code_matches_until_it_is_used():
+    e = Enrollment(username="alice")
+    e.start_registration(method_id="m1", method_type=APP, secret_ref="r", started_at=T0,
+                         activation_hash=activation_hash(KEY, "act-code"))
+    method = e.methods["m1"]
+    assert method.activation_matches(KEY, "act-code")
+    assert not method.activation_matches(KEY, "act-codf")
+    e.activate_device("m1", True, "d1", "pk", "phone", "fp", T0)
+    assert not method.activation_matches(KEY, "act-code")
+
+
+@pytest.mark.parametrize(
+    ("kind", "has_code", "channel", "takes_code"),
+    [(TOTP, False, "app", True), (PUSH, True, "push", False), (SMS, True, "sms", True),
+     (CALL, False, "call", False), (CALL, True, "call", True)],
+)
+def test_a_challenge_says_its_channel_and_whether_a_typed_code_answers_it(
+    kind: str, has_code: bool, channel: str, takes_code: bool
+):
+    challenge = Challenge("c1", "m1", kind, "sign_in", code_hash="h" if has_code else None)
+    assert (challenge.channel, challenge.takes_code) == (channel, takes_code)
+
+
 # --- phone numbers ------------------------------------------------------------------------------
 def test_numbers_are_stored_as_e164_and_shown_masked():
     assert parse_phone("(508) 555-0142") == "+15085550142"
@@ -190,3 +267,40 @@ def test_numbers_are_stored_as_e164_and_shown_masked():
 def test_an_invalid_number_is_refused_clearly(number: str):
     with pytest.raises(InvalidRequest):
         parse_phone(number)
+
+
+def test_the_countries_offered_are_one_list_united_states_first_with_calling_codes():
+    assert PHONE_COUNTRIES[0] == {"region": "US", "name": "United States", "calling_code": 1}
+    assert {"region": "IE", "name": "Ireland", "calling_code": 353} in PHONE_COUNTRIES
+    assert [c["region"] for c in PHONE_COUNTRIES] == [region for region, _ in COUNTRIES]
+
+
+def test_a_number_in_a_country_not_offered_is_refused():
+    with pytest.raises(InvalidRequest, match="Choose a country or region from the list"):
+        parse_phone("03-1234-5678", "JP")
+
+
+# --- what the waiting page says -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kind", "state", "purpose", "said"),
+    [
+        (PUSH, "expired", "sign_in",
+         "This request has expired. Send a new request, or sign in another way."),
+        (CALL, "expired", "sign_in", "This request has expired."),
+        (CALL, "superseded", "sign_in", "A newer request replaced this one."),
+        (PUSH, "denied", "sign_in", "The request was denied on your device. Send a new request, "
+                                    "or sign in another way. If you did not deny it, tell your "
+                                    "help desk."),
+        (PUSH, "failed", "sign_in", "The number entered in your app was wrong too many times, so "
+                                    "this request is closed. Send a new request, or sign in "
+                                    "another way."),
+        (CALL, "failed", "registration", "The call was not answered with the # key."),
+        (CALL, "expired", "registration", "The call has expired."),
+        (PUSH, "failed", "registration", "Too many wrong numbers: this request is closed. Try again."),
+        (PUSH, "verified", "sign_in", "Notification approved"),
+    ],
+)
+def test_an_ended_challenge_is_told_in_the_words_of_the_page_that_waits_for_it(
+    kind: str, state: str, purpose: str, said: str
+):
+    assert presenter.status_message(kind, state, purpose) == said

@@ -47,6 +47,9 @@ document.addEventListener("DOMContentLoaded", () => {
       const answer = await (await fetch(url, { credentials: "same-origin" })).json();
       if (answer.next && answer.state !== "pending") { window.location.assign(answer.next); return; }
       if (answer.state && answer.state !== "pending") {
+        // A sign-in that ended: the server's page for it offers what can be done next.
+        const ended = document.querySelector("form[data-when-ended=submit]");
+        if (ended) { ended.submit(); return; }
         status.textContent = answer.message || answer.state;
         status.className = "alert";
         return;

@@ -1,0 +1,1 @@
+"""The reference authenticator app (tooling): the "phone" of the demo, the benchmarks and tests."""

@@ -1,0 +1,1 @@
+"""``rekey bench`` (tooling): benchmarks that print figures (pipeline rates, challenge latency)."""

@@ -1,0 +1,62 @@
+"""Free TCP ports for servers that tests and the local stack start on loopback."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+from collections import deque
+from pathlib import Path
+
+# Below the kernel's ephemeral range: the source port of an outgoing connection (to NATS, to
+# PostgreSQL, to a mail server) is taken from that range, so a port chosen there can be taken
+# between being chosen and being bound. Ports chosen here are not handed out that way.
+LOWEST = 20_000
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+ATTEMPTS = 200
+# Ports handed out recently by this process: a caller asking for three ports before binding
+# any (a cluster node's client, route and monitor ports) must get three different ones.
+RECENT = 2_000
+_recent: deque[int] = deque(maxlen=RECENT)
+_lock = threading.Lock()
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that nothing listens on right now, below the ephemeral range.
+
+    The socket is closed again, so a tiny race with another server remains until the caller
+    binds it; that is acceptable for tests and a local stack, and far better than fixed ports
+    that collide with the system NATS on 4222.
+    """
+    with _lock:
+        port = _choose(host)
+        _recent.append(port)
+        return port
+
+
+def _choose(host: str) -> int:
+    top = _ephemeral_start() - 1
+    if top > LOWEST:
+        for _ in range(ATTEMPTS):
+            port = random.randint(LOWEST, top)
+            if port not in _recent and _bindable(host, port):
+                return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # the kernel's choice
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

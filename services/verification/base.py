@@ -1,0 +1,205 @@
+"""What every method family of the verification application shares.
+
+The store, the vault, the key that hashes one-time codes, who a token vouches for, and the
+facts a screen needs about a method or a step. The families (``methods_app``, ``methods_push``,
+``methods_phone``) build on this base; ``application`` composes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime
+from typing import Any, ClassVar
+
+from eventsourcing.application import AggregateNotFoundError
+
+from services.verification.domain import (
+    APP_CHANNEL,
+    CALL,
+    CODE_DIGITS,
+    PASSKEY,
+    PHONE,
+    PUSH,
+    SMS,
+    Enrollment,
+    Method,
+)
+from services.verification.phone import PhonePolicy
+from shared.application import ServiceApplication
+from shared.clock import Clock
+from shared.errors import AuthenticationFailed, Conflict
+from shared.rate_limits import SlidingWindow
+from shared.secrets import Vault
+from shared.settings import Settings
+from shared.tokens import SignedInBeforeReset, issue_token
+
+
+class ProofRun:
+    """What verification runs for a help desk's identity proof (a call-back, a push): it is
+    about the user it reaches (mixed into those aggregates)."""
+
+    username: str
+
+    @property
+    def subject(self) -> str:
+        return self.username
+
+
+class FreshMfaRequired(AuthenticationFailed):
+    """A change to the sign-in methods needs a recent check of a method, not only a sign-in."""
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
+def step_facts(channel: str, takes_code: bool) -> dict[str, Any]:
+    """What a screen needs of a step, so no edge keeps its own copy of the rules: where it
+    happens ("app", "push", "sms", "call"), whether a code typed on the screen answers it,
+    and how many digits that code has."""
+    return {"channel": channel, "takes_code": takes_code,
+            "code_length": CODE_DIGITS if takes_code else None}
+
+
+class VerificationBase(ServiceApplication):
+    service: ClassVar[str] = "verification"
+    system_events = frozenset({
+        "MethodsRevoked", "MethodLocked", "CodeDispatched", "CodeDeliveryFailed", "CallBackFailed",
+        "MethodChallengeFailed",
+    })
+
+    def __init__(
+        self, settings: Settings, env: dict[str, str] | None = None, *, clock: Clock | None = None
+    ) -> None:
+        super().__init__(settings, env, clock=clock)
+        self.vault = Vault(settings, self.service, create=self.creates_tables)
+        self.code_key = hmac.new(settings.vault_key_bytes, b"rekey one-time codes", hashlib.sha256).digest()
+        self.phone_policy = PhonePolicy.from_settings(settings.phone_regions,
+                                                      settings.phone_number_types)
+        # In memory, like every sliding window: a restart forgets it (see shared/rate_limits.py).
+        self.push_limits = SlidingWindow(
+            settings.push_limit_per_user, settings.push_limit_window_minutes * 60, clock=self.clock
+        )
+
+    def close(self) -> None:
+        self.vault.close()
+        super().close()
+
+    # --- who is asking -----------------------------------------------------------------------
+    def _signed_in(self, username: str, token: str, stage: str = "password") -> str:
+        """The username a token vouches for; tokens from before the last reset do not count.
+
+        Where a password step is enough, a completed MFA sign-in of the portal session's life
+        is too (it was earned with more): Security info challenges the default method again,
+        and checks a method being added, with the session's MFA token."""
+        if stage != "password":
+            return self.signed_in(token, stage, username)
+        try:
+            return self.signed_in(token, stage, username)
+        except SignedInBeforeReset:
+            raise  # a reset ended this sign-in, whatever stage it was
+        except AuthenticationFailed:
+            return self.signed_in(token, "mfa", username,
+                                  max_age=self.settings.portal_session_hours * 3600)
+
+    def _fresh_mfa(self, username: str, token: str) -> str:
+        """The username of an MFA sign-in checked within ``fresh_mfa_minutes``: what adding,
+        removing a method or changing the default needs once a method exists."""
+        username = self.signed_in(token, "mfa", username,  # forged, reset: refused as such
+                                  max_age=self.settings.portal_session_hours * 3600)
+        try:
+            return self.signed_in(token, "mfa", username,
+                                  max_age=self.settings.fresh_mfa_minutes * 60)
+        except AuthenticationFailed:
+            raise FreshMfaRequired(
+                "To change your sign-in methods, confirm it's you with your default method "
+                "first."
+            ) from None
+
+    def is_fresh(self, username: str, token: str) -> bool:
+        try:
+            self._fresh_mfa(username, token)
+        except AuthenticationFailed:
+            return False
+        return True
+
+    def last_reset(self, username: str) -> datetime | None:
+        """The shared mark, or (stores from before it) the last revocation's approval time."""
+        times = [t for t in (super().last_reset(username), self._enrollment(username).reset_at)
+                 if t is not None]
+        return max(times, default=None)
+
+    def _pending_setup(self, enrollment: Enrollment, method_id: str) -> Method:
+        """The method a retried setup (same idempotency key) started, while it is still being
+        set up; once it is registered, removed or revoked, the key is spent."""
+        method = enrollment.methods.get(method_id)
+        if method is None or method.registered:
+            raise Conflict("This setup is already finished (or was cancelled); start a new one "
+                           "with a new idempotency key.")
+        return method
+
+    def _may_change_methods(self, username: str, token: str) -> tuple[str, Enrollment]:
+        """The first method needs only the password step; once a user has a method, adding
+        or changing one needs an MFA check within ``fresh_mfa_minutes``, or a stolen password
+        (or a session left open) would let anyone enrol their own phone."""
+        try:
+            username = self.signed_in(token, "password", username)
+        except SignedInBeforeReset:
+            raise
+        except AuthenticationFailed as not_a_password_step:
+            try:
+                return self._fresh_mfa(username, token), self._enrollment(username)
+            except FreshMfaRequired:
+                raise
+            except AuthenticationFailed:
+                raise not_a_password_step from None
+        enrollment = self._enrollment(username)
+        if enrollment.registered:
+            raise AuthenticationFailed(
+                "Sign in with your current method first to add or change a sign-in method."
+            )
+        return username, enrollment
+
+    def _enrollment(self, username: str) -> Enrollment:
+        try:
+            return self.repository.get(Enrollment.id_for(username))
+        except AggregateNotFoundError:
+            return Enrollment(username=username)
+
+    # --- what replies say --------------------------------------------------------------------
+    def _describe(self, enrollment: Enrollment, m: Method) -> dict[str, Any]:
+        return {
+            "method_id": m.method_id, "method_type": m.method_type, "label": m.label,
+            "masked_phone": m.masked_phone, "push": bool(m.devices),
+            "locked": m.locked, "default": m.method_id == enrollment.default_method,
+            "added": (m.registered_at or m.started_at).isoformat(),
+            "last_used": m.last_used.isoformat() if m.last_used else None,
+            **self._method_step(m),
+        }
+
+    def _method_step(self, m: Method) -> dict[str, Any]:
+        """The step a challenge of this method takes now (as ``start_challenge`` would)."""
+        if m.method_type == PHONE:
+            channel = CALL if m.channel == CALL else SMS
+            return step_facts(channel, channel == SMS or self._calls_read_code())
+        if m.method_type == PASSKEY:
+            return step_facts(PASSKEY, takes_code=False)
+        if m.devices:
+            return step_facts(PUSH, takes_code=False)
+        return step_facts(APP_CHANNEL, takes_code=True)
+
+    def _calls_read_code(self) -> bool:
+        """REKEY_CALL_MODE=read_code: a call reads out a code to type (else: answer with #)."""
+        return self.settings.call_mode == "read_code"
+
+    def _verified(self, username: str, enrollment: Enrollment, method_id: str) -> dict[str, Any]:
+        default = enrollment.default_method
+        return {
+            "verified": True,
+            "method_id": method_id,
+            "default_method": default,
+            "default_label": enrollment.methods[default].label if default else None,
+            "mfa_token": issue_token(self.token_keys, username, "mfa"),
+        }

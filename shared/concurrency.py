@@ -1,0 +1,80 @@
+"""How the asyncio edges reach the synchronous applications: one path, with conflict retry."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+from eventsourcing.persistence import IntegrityError
+
+from shared.deadlines import starting_work
+
+CONFLICT_ATTEMPTS = 10
+# Exponential backoff with full jitter between attempts: racers that collided once must not
+# retry in step (a fixed 10 ms wait let a dozen racing requests on one ticket collide ten times).
+BACKOFF_FIRST, BACKOFF_MOST = 0.005, 0.25
+# Calls running in worker threads. Cancelling the task that awaits one does not stop the
+# thread, so a store must not be closed until they are done: closing SQLite under a running
+# query crashes the process (a segmentation fault seen at a service's stop).
+_running = 0
+_settled = threading.Condition()
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def in_thread(method: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """The one way an edge (bus, SMTP, HTTP, timer) calls a synchronous application method.
+
+    ``eventsourcing`` is synchronous, so the call runs in a worker thread. Every method is
+    get-mutate-save, so when another writer saved the same aggregate first (optimistic
+    concurrency: ``IntegrityError``), running it again from the start is correct.
+    """
+    return await asyncio.to_thread(_counted, _retrying, method, *args, **kwargs)
+
+
+def _retrying(method: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    for attempt in range(CONFLICT_ATTEMPTS - 1):
+        try:
+            return method(*args, **kwargs)
+        except IntegrityError:
+            time.sleep(random.uniform(0, min(BACKOFF_MOST, BACKOFF_FIRST * 2**attempt)))
+    return method(*args, **kwargs)
+
+
+def _counted(method: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    global _running
+    starting_work()  # a request whose caller gave up while this waited for a thread: not done
+    with _settled:
+        _running += 1
+    try:
+        return method(*args, **kwargs)
+    finally:
+        with _settled:
+            _running -= 1
+            _settled.notify_all()
+
+
+def threads_settled(timeout: float) -> bool:
+    """Wait (blocking) until no call started by :func:`in_thread` is still running.
+
+    Returns False if some were still running after ``timeout`` seconds.
+    """
+    with _settled:
+        return _settled.wait_for(lambda: _running == 0, timeout=timeout)
+
+
+def on_the_loop(method: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """An async edge function as it is; a synchronous application method through ``in_thread``."""
+    if inspect.iscoroutinefunction(method):
+        return method
+
+    async def call(*args: Any) -> Any:
+        return await in_thread(method, *args)
+
+    return call

@@ -1,0 +1,16 @@
+"""SQLite's process recorder with a batch's extra tracking records (see ``shared.recorders``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import SQLiteProcessRecorder
+
+
+class SQLiteBatchRecorder(SQLiteProcessRecorder):
+    def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
+        for tracking in kwargs.get("more_tracking", ()):
+            self._insert_tracking(c, tracking)
+        return super()._insert_events(c, stored_events, **kwargs)

@@ -1,0 +1,56 @@
+"""Edges racing on one aggregate: every edge reaches the application through ``in_thread``,
+so a writer that loses the optimistic-concurrency race runs again instead of failing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiosmtplib
+import pytest
+
+from rekey.stack.ports import free_port
+from shared.caught import list_mails
+from tests.integration.conftest import USER, USER_EMAIL, System, eventually, start_all
+from tests.integration.test_intake_mail import HELPDESK, WELL_FORMED, mail
+
+ROUNDS = 6  # requests per edge, all at once, all joining the same open ticket
+
+
+@pytest.fixture
+async def intake(system: System) -> System:
+    system.settings.intake_port = free_port()
+    system.settings.helpdesk_address = HELPDESK
+    system.settings.requests_per_sender = 100  # the race, not the rate limit, is under test
+    system.settings.requests_per_account = 100
+    await start_all(system)
+    await system.provision()
+    return system
+
+
+async def test_mail_and_bus_requests_racing_on_one_ticket_all_succeed(intake: System):
+    first = await intake.call("ticketing", "request_reset", name="Jane Doe", email=USER_EMAIL,
+                              username=USER, reason="new phone")
+
+    async def by_mail() -> str:
+        _, reply = await aiosmtplib.send(
+            mail(USER_EMAIL, WELL_FORMED), hostname="127.0.0.1",
+            port=intake.settings.intake_port, sender=USER_EMAIL, recipients=[HELPDESK], timeout=10,
+        )
+        return reply
+
+    async def by_bus() -> str:
+        ticket = await intake.call("ticketing", "request_reset", name="Jane Doe",
+                                   email=USER_EMAIL, username=USER, reason="new phone")
+        return str(ticket["ticket_number"])
+
+    replies = await asyncio.gather(*(by_mail() for _ in range(ROUNDS)),
+                                   *(by_bus() for _ in range(ROUNDS)))
+
+    assert all("Request received" in reply for reply in replies[:ROUNDS]), replies
+    assert set(replies[ROUNDS:]) == {first["ticket_number"]}
+    [ticket] = intake.app("ticketing").list_tickets("open")
+    assert ticket["joined_requests"] == 2 * ROUNDS
+    await eventually(  # and each mail's acknowledgement, recorded on the same ticket meanwhile
+        lambda: len([m for m in list_mails(intake.mail.folder) if "received" in m.subject])
+        == ROUNDS
+    )
