@@ -166,6 +166,11 @@ class Drill:
         return await eventually(lambda: _quietly(js.stream_info(STREAM_NAME)), timeout=PATIENCE,
                                 what="the stream's info")
 
+    async def consumer_drained(self, durable: str) -> bool:
+        """Nothing waits for ``durable``: none undelivered and none delivered but unacked."""
+        info = await _quietly(self.system._nc.jetstream().consumer_info(STREAM_NAME, durable))
+        return info is not None and info.num_pending == 0 and info.num_ack_pending == 0
+
     async def stream_leader(self) -> str:
         info = await self.stream()
         return str(info.cluster.leader)
@@ -355,6 +360,12 @@ async def test_resets_complete_once_each_while_a_node_and_then_the_stream_leader
 
     await eventually(lambda: audited() == stored, timeout=PATIENCE,
                      what="the audit record to hold every stored event")
+    # and every consumer has handled what it was given: a message delivered by a node that then
+    # died, or whose ack died with it, comes back after the consumer's ack wait
+    for name in SERVICES:
+        if system.runtimes[name].wiring.handlers:
+            await eventually(lambda name=name: drill.consumer_drained(name), timeout=PATIENCE,
+                             what=f"{name}'s consumer to handle every message")
     assert (await drill.stream()).state.messages == len(stored)  # no copy past Nats-Msg-Id
     t["settled: relays, stream and audit agree"] = time.monotonic() - settle
 
