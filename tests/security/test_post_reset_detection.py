@@ -88,6 +88,9 @@ async def test_a_method_registered_from_another_network_after_a_reset_is_flagged
     number, _, _ = await reset_then_register(system, OFFICE, ELSEWHERE)
 
     ticket = await methods_noted(system, number, 1)
+    registered = [(e.occurred_at, e.body.get("client")) for e in
+                  system.app("verification").envelopes() if e.name == "MethodRegistered"]
+    assert len(ticket["flags"]) == 1, (ticket["client"], ticket["timeline"], registered)
     [flag] = ticket["flags"]
     assert flag["rule"] == OTHER_NETWORK and flag["label"]
     assert flag["evidence"]["request_network"] == "203.0.113.0/24"
