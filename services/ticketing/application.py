@@ -563,7 +563,9 @@ class TicketingApplication(ProofMethods, ServiceApplication):
         agent = self._viewer(principal)
         ticket = self.ticket(ref)
         timeline = []
-        for stored in self.events.get(ticket.id):
+        # The events up to the version just read: one consistent view (an event saved between
+        # the two reads would show in the timeline but not in the state, a flag say).
+        for stored in self.events.get(ticket.id, lte=ticket.version):
             facts = {
                 k: v
                 for k, v in stored.__dict__.items()

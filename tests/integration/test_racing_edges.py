@@ -9,6 +9,7 @@ import aiosmtplib
 import pytest
 
 from rekey.stack.ports import free_port
+from services.ticketing.commands import RequestReset
 from shared.caught import list_mails
 from tests.integration.conftest import USER, USER_EMAIL, System, eventually, start_all
 from tests.integration.test_intake_mail import HELPDESK, WELL_FORMED, mail
@@ -54,3 +55,31 @@ async def test_mail_and_bus_requests_racing_on_one_ticket_all_succeed(intake: Sy
         lambda: len([m for m in list_mails(intake.mail.folder) if "received" in m.subject])
         == ROUNDS
     )
+
+
+async def test_a_ticket_shown_while_a_request_joins_it_is_one_consistent_view(
+    intake: System, monkeypatch: pytest.MonkeyPatch
+):
+    """``show`` reads the ticket, then its events for the timeline. A save between the two
+    reads (a request joining, a flag) must not appear in the timeline of a state without it:
+    the console would show a noted method with no flag, and a test once did."""
+    first = await intake.call("ticketing", "request_reset", name="Jane Doe", email=USER_EMAIL,
+                              username=USER, reason="new phone")
+    app = intake.app("ticketing")
+    read = app.ticket
+
+    def read_then_another_request_joins(ref: str):
+        ticket = read(ref)
+        app.request_reset(RequestReset(name="Jane Doe", email=USER_EMAIL, username=USER,
+                                       reason="still no phone"))
+        return ticket
+
+    monkeypatch.setattr(app, "ticket", read_then_another_request_joins)
+    shown = await intake.call("ticketing", "show", ticket=first["ticket_number"])
+
+    joins = [t for t in shown["timeline"] if t["event"] == "RequestJoined"]
+    assert shown["joined_requests"] == len(joins) == 0
+    monkeypatch.undo()
+    shown = await intake.call("ticketing", "show", ticket=first["ticket_number"])
+    assert shown["joined_requests"] == 1 and [t["event"] for t in shown["timeline"]].count(
+        "RequestJoined") == 1
