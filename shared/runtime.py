@@ -25,7 +25,7 @@ from shared.bus.connection import connect
 from shared.bus.consumer import EventConsumer
 from shared.bus.identities import ERASE_COMMAND, TREE_HEAD_COMMAND
 from shared.bus.relay import OutboxRelay
-from shared.bus.rpc import Endpoint, serve_endpoints
+from shared.bus.rpc import Endpoint, InFlight, serve_endpoints
 from shared.bus.signing import check_for, signer_for
 from shared.bus.stream import ensure_stream
 from shared.concurrency import in_thread, on_the_loop, threads_settled
@@ -121,6 +121,7 @@ class ServiceRuntime:
         self._relay_hook = relay_hook
         self._consumer_hook = consumer_hook
         self.tasks: list[asyncio.Task[None]] = []
+        self.in_flight = InFlight()  # requests being answered (stop waits for them)
         # The relay, the start-up sweeps and the tree heads: one process of the service at a
         # time (shared/duties.py); the others serve and consume on standby.
         self.duties = Duties(settings, wiring.name)
@@ -172,7 +173,7 @@ class ServiceRuntime:
         if holding:
             for step in wiring.startup:
                 await step()
-        self.service = await serve_endpoints(self.nc, wiring.name, endpoints)
+        self.service = await serve_endpoints(self.nc, wiring.name, endpoints, self.in_flight)
         await self.nc.flush()  # the server has our subscriptions before we say we are up
         runners: list[BackgroundTask] = [self.consumer.run, *wiring.background, self._keep_duties]
         self.tasks = [asyncio.create_task(run(self.stopping)) for run in runners]
@@ -403,6 +404,11 @@ class ServiceRuntime:
             for task in late:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+        # Requests under way are answered before the connection drains (and those still
+        # queued are answered during the drain, one at a time).
+        if not await self.in_flight.settle(grace_seconds):
+            log.warning("%s: requests still being answered after %ss", self.wiring.name,
+                        grace_seconds)
         if self.nc is not None and not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.drain()

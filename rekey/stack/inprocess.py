@@ -136,7 +136,7 @@ class InProcessServices:
         files: closing it under a worker thread's running query is what a kill cannot do.
         """
         runtime = self.runtimes.pop(name)
-        loops = [*runtime.tasks, *runtime.duty_tasks]
+        loops = [*runtime.tasks, *runtime.duty_tasks, *runtime.in_flight.tasks]
         for task in loops:
             task.cancel()
         if loops:  # a task that swallows its cancellation (a library's wait_for racing it on

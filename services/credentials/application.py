@@ -320,10 +320,11 @@ class CredentialsApplication(AgentFactors, ServiceApplication):
         account = self._account(cmd.username)
         if account is None:
             key = normalise_username(cmd.username)
-            self.phantoms.check(key)
-            verify_password(None, cmd.password)  # the same work as for a real account
-            self.phantoms.fail(key, self.delay)
-            raise refused()
+            while True:  # as a real account's attempt runs again after a conflict
+                seen = self.phantoms.check(key)
+                verify_password(None, cmd.password)  # the same work as for a real account
+                if self.phantoms.fail(key, self.delay, seen):
+                    raise refused()
         account.check_not_delayed(now)
         client = client_facts(cmd.client)
         if not verify_password(account.password_hash, cmd.password):

@@ -26,17 +26,26 @@ class PhantomDelays:
         self._failures: OrderedDict[str, tuple[int, datetime | None]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def check(self, key: str) -> None:
-        """As ``Account.check_not_delayed``: ``SignInDelayed`` while the delay runs."""
+    def check(self, key: str) -> int:
+        """As ``Account.check_not_delayed``: ``SignInDelayed`` while the delay runs. The
+        failures seen, for :meth:`fail`."""
         with self._lock:
-            _, retry_at = self._failures.get(key, (0, None))
+            count, retry_at = self._failures.get(key, (0, None))
         wait_until(retry_at, self.clock.now())
+        return count
 
-    def fail(self, key: str, delay: DelaySchedule) -> None:
+    def fail(self, key: str, delay: DelaySchedule, seen: int) -> bool:
+        """Count a failure, as saving an account's ``SignInFailed`` does: only if no other
+        failure was counted since :meth:`check` saw ``seen`` (False: check again). A real
+        account's attempts side by side conflict on its version and run again, so the later
+        ones meet the delay the earlier ones started; phantoms must answer the same."""
         now = self.clock.now()
         with self._lock:
-            count, _ = self._failures.pop(key, (0, None))
-            count += 1
-            self._failures[key] = (count, delay.retry_at(count, now))
+            count, _ = self._failures.get(key, (0, None))
+            if count != seen:
+                return False
+            self._failures.pop(key, None)
+            self._failures[key] = (count + 1, delay.retry_at(count + 1, now))
             while len(self._failures) > MAX_KEYS:
                 self._failures.popitem(last=False)
+        return True

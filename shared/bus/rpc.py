@@ -7,11 +7,12 @@ an unexpected failure is logged here and answered with a generic message, never 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -96,16 +97,63 @@ async def dispatch(endpoint: Endpoint, data: bytes,
     return {"ok": True, "result": result}
 
 
-async def serve_endpoints(nc: Client, service: str, endpoints: dict[str, Endpoint]) -> Service:
+MAX_IN_FLIGHT = 64  # requests one service process answers at once (the rest wait in NATS)
+
+
+class InFlight:
+    """Requests being answered side by side, at most ``most`` at once.
+
+    A nats-py subscription runs its callback for one message at a time, so an endpoint that
+    awaited its handler answered one request at a time: sixteen sign-ins queued behind one
+    argon2 verification each, on one core of two. Each request is now a task; the callback
+    waits only for a free slot (backpressure: the rest stay queued in the subscription).
+    Concurrency on one aggregate is what every application method already handles
+    (optimistic concurrency, run again by ``in_thread``). Once ``stopping``, a request is
+    answered inside the callback again, so a connection's drain waits for it.
+    """
+
+    def __init__(self, most: int = MAX_IN_FLIGHT) -> None:
+        self.slots = asyncio.Semaphore(most)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.stopping = False
+
+    async def run(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        if self.stopping:
+            await work()
+            return
+        await self.slots.acquire()
+        task = asyncio.create_task(work())
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("answering a request failed", exc_info=task.exception())
+
+    async def settle(self, timeout: float) -> bool:
+        """Stop taking requests as tasks and wait for those under way; False if some were
+        still running after ``timeout`` seconds."""
+        self.stopping = True
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=timeout)
+        return not self.tasks
+
+
+async def serve_endpoints(nc: Client, service: str, endpoints: dict[str, Endpoint],
+                          in_flight: InFlight | None = None) -> Service:
     """The service's endpoints as a NATS micro service, one queue group per service.
 
     Each endpoint keeps its subject ``rekey.rpc.<service>.<command>``; ``$SRV.PING``,
     ``$SRV.INFO`` and ``$SRV.STATS`` list the service, its endpoints (with the command model
-    in the metadata) and per-endpoint request counts and times for standard NATS tooling.
-    Replies keep the ``ok``/``error`` body, so every request is answered and counted as
-    such; each endpoint's stats ``data`` counts its answers by outcome: ``ok`` or the error
-    code (``{"ok": 12, "not_found": 1}``).
+    in the metadata) and per-endpoint request counts for standard NATS tooling (their
+    processing times measure the hand-off to :class:`InFlight`; ``rekey_request_seconds``
+    measures the work). Replies keep the ``ok``/``error`` body, so every request is answered
+    and counted as such; each endpoint's stats ``data`` counts its answers by outcome: ``ok``
+    or the error code (``{"ok": 12, "not_found": 1}``).
     """
+    in_flight = in_flight or InFlight()
     outcomes: dict[str, Counter[str]] = {name: Counter() for name in endpoints}
     micro = await add_service(
         nc, name=service, version=VERSION, queue_group=service,
@@ -115,7 +163,7 @@ async def serve_endpoints(nc: Client, service: str, endpoints: dict[str, Endpoin
     group = micro.add_group(name=f"{RPC_PREFIX}.{service}")
     for name, endpoint in endpoints.items():
 
-        async def on_request(
+        async def answer(
             request: Request, endpoint: Endpoint = endpoint, counts: Counter[str] = outcomes[name],
             name: str = name,
         ) -> None:
@@ -128,6 +176,9 @@ async def serve_endpoints(nc: Client, service: str, endpoints: dict[str, Endpoin
                 metrics.REQUEST_ERRORS.labels(service=service, endpoint=name, code=outcome).inc()
             with contextlib.suppress(ValueError):  # published without a reply subject
                 await request.respond(json.dumps(reply, default=str).encode())
+
+        async def on_request(request: Request, answer: Any = answer) -> None:
+            await in_flight.run(lambda: answer(request))
 
         await group.add_endpoint(
             name=name, handler=on_request, metadata={"command": endpoint.command.__name__}

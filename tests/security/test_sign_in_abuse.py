@@ -5,6 +5,7 @@ accounts, and a forged X-Forwarded-For buys nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -140,3 +141,23 @@ async def test_a_forged_x_forwarded_for_from_an_untrusted_peer_is_ignored(system
                 if e.name == "ResetRequested"]
     assert [c["address"] for c in recorded] == [ATTACKER, OFFICE]
     assert recorded[1]["network"] == "203.0.113.0/24"
+
+
+async def test_guesses_sent_side_by_side_do_not_tell_a_real_account_from_an_unknown_one(
+    system: System,
+):
+    """Requests are answered side by side. Wrong guesses racing on a real account conflict
+    on its version and run again, so those after the delay's threshold are told to wait; an
+    unknown username's attempts must be answered the same, or the answers name real accounts."""
+    system.settings.signin_delay_after = 3
+    await provisioned_on_a_manual_clock(system)
+
+    async def at_once(username: str) -> list[str]:
+        answers = await asyncio.gather(*(answer(system, username, f"guess {i}")
+                                         for i in range(6)))
+        return sorted(code for code, _ in answers)
+
+    real, ghost = await at_once(AGENT), await at_once("ghost@masspasrr.org")
+
+    assert real == ghost == ["authentication_failed"] * 3 + ["rate_limited"] * 3
+    assert system.event_names("credentials").count("SignInFailed") == 3
