@@ -23,6 +23,7 @@ BACKOFF_FIRST, BACKOFF_MOST = 0.005, 0.25
 # query crashes the process (a segmentation fault seen at a service's stop).
 _running = 0
 _settled = threading.Condition()
+_attempt = threading.local()  # .undo: what to take back if this attempt loses a race
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -39,12 +40,29 @@ async def in_thread(method: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
 
 
 def _retrying(method: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-    for attempt in range(CONFLICT_ATTEMPTS - 1):
+    for attempt in range(CONFLICT_ATTEMPTS):
+        _attempt.undo = []
         try:
             return method(*args, **kwargs)
         except IntegrityError:
+            for action in reversed(_attempt.undo):
+                action()
+            if attempt == CONFLICT_ATTEMPTS - 1:
+                raise
             time.sleep(random.uniform(0, min(BACKOFF_MOST, BACKOFF_FIRST * 2**attempt)))
-    return method(*args, **kwargs)
+        finally:
+            _attempt.undo = None
+    raise AssertionError("unreachable")
+
+
+def undone_if_run_again(action: Callable[[], None]) -> None:
+    """Inside a call made by :func:`in_thread`: run ``action`` if this attempt loses an
+    optimistic-concurrency race (and is run again, or given up). A rate limit's hit counts
+    once per request, not once per attempt: sixteen requests racing on the log of all
+    tickets used to spend a sender's allowance on their own retries. Elsewhere: nothing."""
+    undo = getattr(_attempt, "undo", None)
+    if undo is not None:
+        undo.append(action)
 
 
 def _counted(method: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:

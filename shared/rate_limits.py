@@ -12,6 +12,7 @@ from collections import OrderedDict, deque
 from collections.abc import Mapping
 
 from shared.clock import SYSTEM_CLOCK, Clock
+from shared.concurrency import undone_if_run_again
 
 MAX_KEYS = 100_000
 
@@ -53,7 +54,16 @@ class SlidingWindow:
                 hits.append(now)
             while len(self._hits) > self.max_keys:
                 self._hits.popitem(last=False)
-            return True
+        undone_if_run_again(lambda: self._take_back(list(limits), now))
+        return True
+
+    def _take_back(self, keys: list[str], at: float) -> None:
+        """Forget one hit counted at ``at`` on each key (its attempt was run again)."""
+        with self._lock:
+            for key in keys:
+                hits = self._hits.get(key)
+                if hits is not None and at in hits:
+                    hits.remove(at)
 
     def _recent(self, key: str, now: float) -> deque[float]:
         hits = self._hits.pop(key, None) or deque()
