@@ -7,7 +7,10 @@ record (upstream service, notification id): a redelivered upstream event changes
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
@@ -136,6 +139,23 @@ class _BatchRepository(Repository[UUID]):
         return super().get(aggregate_id, version=version, **kwargs)
 
 
+def snapshot_fingerprint(classes: Iterable[type[Any]]) -> str | None:
+    """A digest of the source of every Rekey module that defines the classes or their bases:
+    the state a snapshot holds is only as valid as the code that took it. None (no snapshots)
+    when a source cannot be read."""
+    modules = sorted({base.__module__ for cls in classes for base in cls.__mro__
+                      if base.__module__.split(".")[0] in ("services", "shared")})
+    if not modules:
+        return None
+    digest = hashlib.sha256()
+    for name in modules:
+        try:
+            digest.update(inspect.getsource(sys.modules[name]).encode())
+        except (OSError, TypeError, KeyError):
+            return None
+    return digest.hexdigest()[:12]
+
+
 def replay(aggregate: Any, domain_events: Iterable[Any]) -> Any:
     """An aggregate from its events: ``eventsourcing``'s ``project_aggregate`` without its
     ``assert isinstance(event, CanMutateProtocol)``, a runtime Protocol check that cost 23 us an
@@ -228,6 +248,19 @@ class ServiceApplication(Application[UUID]):
         aggregates (record_batch)."""
         return _BatchRepository(self._pending, event_store=self.events,
                                 snapshot_store=self.snapshots)
+
+    def construct_snapshot_store(self) -> Any:
+        """Snapshots (only for the aggregates in ``snapshotting_intervals``) go through the
+        same mapper as events: bound to their place, sealed with the user's data key. They
+        are a cache: kept in a table named after the code that took them
+        (:func:`snapshot_fingerprint`), so a snapshot of an aggregate whose class has changed
+        since is never read (the new code starts an empty table; old ones may be dropped).
+        A read-only opening (an auditor) replays events only."""
+        fingerprint = snapshot_fingerprint(self.snapshotting_intervals)
+        if not self.creates_tables or fingerprint is None:
+            return None
+        recorder = self.factory.aggregate_recorder(purpose=f"snapshots_{fingerprint}")
+        return self.factory.event_store(mapper=self.mapper, recorder=recorder)
 
     def construct_recorder(self) -> Any:
         return self.factory.process_recorder()
