@@ -178,9 +178,10 @@ class Projection:
         message, a republished copy of a recorded event too, so that erasing the user later
         deletes every copy from the stream; a message about a user already erased is noted as
         one to delete at once."""
+        digest = user_digest(envelope.subject)
         with self.datastore.transaction(commit=True) as c:
-            c.execute(self.sql("SELECT 1 FROM {erased} WHERE user_digest = ?"),
-                      (user_digest(envelope.subject),))
+            self._hold_user(c, digest, exclusive=False)
+            c.execute(self.sql("SELECT 1 FROM {erased} WHERE user_digest = ?"), (digest,))
             erased = c.fetchone() is not None
             if stream_seq is not None:
                 c.execute(self.sql(
@@ -197,12 +198,27 @@ class Projection:
             c.execute(self.sql(self.INSERT), self.values(envelope))
         return True
 
+    def _hold_user(self, cursor: Any, digest: str, *, exclusive: bool) -> None:
+        """Order recording and erasing one user's rows, until the transaction ends.
+
+        On PostgreSQL (read committed) a recording that checked "not erased" just before an
+        erasure committed would otherwise insert its row after the erasure's DELETE had run,
+        and keep an erased user's event. Recordings share the user's lock; an erasure takes it
+        alone. SQLite needs none: a write transaction that read before another committed fails
+        and is redelivered."""
+        if self.kind != "postgres":
+            return
+        key = int.from_bytes(hashlib.sha256(digest.encode()).digest()[:8], "big", signed=True)
+        lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        cursor.execute(f"SELECT {lock}(%s)", (key,))
+
     # --- erasure ---------------------------------------------------------------------------
     def erase(self, username: str, at: datetime) -> int:
         """Remove every row about the user and remember (by digest only) that they were erased;
         the number of rows removed."""
         name = username.strip().lower()
         with self.datastore.transaction(commit=True) as c:
+            self._hold_user(c, user_digest(name), exclusive=True)
             c.execute(self.sql("INSERT INTO {erased} (user_digest, at) VALUES (?, ?) "
                                "ON CONFLICT DO NOTHING"), (user_digest(name), micros(at)))
             c.execute(self.sql("DELETE FROM {table} WHERE subject = ? RETURNING seq"), (name,))

@@ -64,6 +64,9 @@ async def test_the_same_invitation_key_for_another_agent_is_refused_and_invites_
     await system.call("credentials", "invite_agent", username=AGENT, email=AGENT_EMAIL,
                       display_name="New Agent", principal=system.operator(), idempotency_key=key)
     await eventually(lambda: len(invitation_mails(system)) == 1, what="the invitation mail")
+    # The mail reaches the sink before credentials records it sent: wait for that record too.
+    await eventually(lambda: "InvitationMailed" in stored(system, "credentials"),
+                     what="the invitation recorded mailed")
     before = system.app("credentials").max_notification_id()
 
     with pytest.raises(Conflict, match="already used for a different request"):

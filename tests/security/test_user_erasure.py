@@ -6,16 +6,25 @@ still verify. Only the operator may erase."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
 from rekey.cli.app import app as rekey_cli
+from services.audit.projection import Projection
 from services.credentials.domain import Account
+from shared.contracts import EventEnvelope
 from shared.errors import AuthenticationFailed, DataErased, NotAllowed
 from shared.runtime import HistoryQuery
 from shared.settings import PROCESSES, SERVICES
-from tests.integration.conftest import USER, System, eventually
+from tests.integration.conftest import USER, System, eventually, start_all
 from tests.security.insider import Insider
 from tests.security.stores import NEW_PASSWORD, OTHER, OTHER_PASSWORD, verify
 
@@ -232,3 +241,82 @@ async def test_an_audit_store_from_before_stream_sequences_were_noted_reads_them
 
     await eventually(gone, what="the erased user's messages to leave the stream")
     assert about(await stream_messages(system), (OTHER,)) == about(held, (OTHER,))
+
+
+class _PausedAfterTheErasedCheck:
+    """A datastore whose transactions pause right after a recording's "is this user erased?"
+    read, until ``go`` is set: the moment an erasure could slip in between check and insert."""
+
+    def __init__(self, datastore: Any) -> None:
+        self.datastore = datastore
+        self.checked = threading.Event()
+        self.go = threading.Event()
+
+    @contextlib.contextmanager
+    def transaction(self, commit: bool) -> Iterator[Any]:
+        with self.datastore.transaction(commit=commit) as cursor:
+            yield _Pausing(cursor, self)
+
+
+class _Pausing:
+    def __init__(self, cursor: Any, gate: _PausedAfterTheErasedCheck) -> None:
+        self.cursor, self.gate = cursor, gate
+
+    def execute(self, statement: str, *args: Any) -> Any:
+        result = self.cursor.execute(statement, *args)
+        if "user_digest" in statement and statement.lstrip().startswith("SELECT"):
+            self.gate.checked.set()
+            self.gate.go.wait(30)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cursor, name)
+
+
+def _waiting_on_a_lock(system: System) -> bool:
+    """True once some PostgreSQL session of this test's database waits for a lock."""
+    with psycopg.connect(host="127.0.0.1", dbname=system.settings.postgres_db, user="postgres",
+                         autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_locks l JOIN pg_database d "
+                           "ON d.oid = l.database WHERE d.datname = current_database() "
+                           "AND NOT l.granted").fetchone()
+        return bool(row and row[0])
+
+
+async def test_an_event_recorded_while_its_user_is_erased_is_not_kept(system: System) -> None:
+    """An attacker (or plain bad luck) times an event about a user to arrive while the operator
+    erases them: the audit record must not keep it, whichever way the two interleave."""
+    await start_all(system)
+    await system.start("audit")
+    await system.provision()
+    audit = system.app("audit")
+    await eventually(lambda: audit.projection.known(USER), what="the user's first event recorded")
+    late = EventEnvelope.model_validate_json(audit.projection.history(USER)[0])
+    late = late.model_copy(update={"notification_id": late.notification_id + 1_000_000})
+    gate = _PausedAfterTheErasedCheck(audit.projection.datastore)
+    paused: Projection = copy.copy(audit.projection)  # the same tables, through the gate
+    paused.datastore = gate
+
+    def record_as_redelivery_would() -> None:
+        for _ in range(3):  # a failed recording is nak'ed and delivered again
+            try:
+                paused.record(late, None)
+                return
+            except Exception:
+                gate.go.set()
+
+    recording = asyncio.create_task(asyncio.to_thread(record_as_redelivery_would))
+    await asyncio.to_thread(gate.checked.wait, 30)
+    erasing = asyncio.create_task(asyncio.to_thread(audit.projection.erase, USER, datetime.now(UTC)))
+    if system.settings.store == "postgres":  # the erasure runs, or waits for the recording
+        await eventually(lambda: erasing.done() or _waiting_on_a_lock(system),
+                         what="the erasure to finish or wait")
+    else:  # SQLite's one writer connection is the recording's: the erasure asks for it
+        await asyncio.wait({erasing}, timeout=0.5)
+    gate.go.set()
+    await recording
+    await erasing
+
+    assert not audit.projection.known(USER)
+    assert paused.record(late, None) is False  # delivered once more: tracked, never kept
+    assert not audit.projection.known(USER)
