@@ -318,6 +318,15 @@ async def _load(stack: Any, settings: Any, store: str, size: Size, limits: dict[
         for name, cpu in (*spent.items(), ("all", sum(spent.values()))):
             emit(Result("sign_in_cpu_ms", store, cpu / signed * 1000, "ms",
                         detail={"process": name}))
+        # All at once on one account: every sign-in is an event on it, so they race to save and
+        # the losers run again (without verifying the password again: docs/architecture.md).
+        username, password = signing[0]
+        calls = [lambda: client.call("credentials", "sign_in", username=username,
+                                     password=password) for _ in range(size.sign_ins)]
+        argon2 = await asyncio.to_thread(argon2_rate, size.argon2)
+        seconds, _ = await _at_once(max(size.levels), calls)
+        emit(rate_against("sign_ins_one_account_per_s", store, len(calls) / seconds, "sign-in/s",
+                          argon2, concurrency=max(size.levels)))
         samples = await _totp_checks(client, settings, size.totp)
         emit(latency_against("totp_check_p99_ms", store, percentile(samples, 0.99),
                              limits["rr_p99_ms"] + limits["commit_ms"]))
