@@ -43,6 +43,7 @@ from shared.masking import mask_email
 from shared.principals import PASSWORD_FACTOR, PrincipalCheck, PrincipalIssuer
 from shared.secrets import Vault
 from shared.settings import Settings
+from shared.sweeps import Sweeps
 from shared.tokens import TokenKeys, issue_token, verify_token
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class AgentFactors:
     vouch: PrincipalIssuer
     token_keys: TokenKeys
     all_accounts: AggregateLog
+    sweeps: Sweeps
     repository: Any
     send_invitation: Callable[[Invitation], None]
     save: Callable[..., Any]
@@ -143,7 +145,7 @@ class AgentFactors:
     def reinvite_undelivered(self) -> list[Invitation]:
         """After a crash between inviting and mailing, invite afresh: the old link never left."""
         found = []
-        for account in self.readable(self.all_accounts.ids()):
+        for account in self.readable(self.sweeps.touched()):
             if account.invitation and account.invitation["delivery_pending"]:
                 invitation, index = self._invitation(account, "system")
                 self.save(account, index)

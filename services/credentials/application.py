@@ -52,6 +52,7 @@ from shared.principals import PrincipalIssuer, issuer_for
 from shared.rate_limits import SlidingWindow
 from shared.sealed import seal_fact
 from shared.secrets import Vault
+from shared.sweeps import Sweeps
 from shared.tokens import issue_token
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ class CredentialsApplication(AgentFactors, ServiceApplication):
         self.send_notice: Callable[[Notice], None] = lambda notice: None
         self.send_invitation: Callable[[Invitation], None] = lambda invitation: None
         self.all_accounts = AggregateLog(self, "accounts")
+        self.sweeps = Sweeps(self, Account, lambda account: account.holds_open_intents)
         self.vault = Vault(settings, self.service, create=self.creates_tables)  # agents' TOTP seeds
 
     def close(self) -> None:
@@ -245,7 +247,7 @@ class CredentialsApplication(AgentFactors, ServiceApplication):
     def reissue_undelivered(self) -> list[Delivery]:
         """After a crash between issuing and sending, issue afresh: the old one never left."""
         deliveries = []
-        for account in self.readable(self.all_accounts.ids()):
+        for account in self.readable(self.sweeps.touched()):
             if account.delivery_pending:
                 log.info("re-issuing an undelivered temporary password for %s", account.username)
                 deliveries.append(self._issue(account, account.pending_ticket))
@@ -255,7 +257,7 @@ class CredentialsApplication(AgentFactors, ServiceApplication):
     def unsent_notices(self) -> list[Notice]:
         """Notices whose intent was recorded but whose sending was never recorded."""
         notices = []
-        for account in self.readable(self.all_accounts.ids()):
+        for account in self.readable(self.sweeps.touched()):
             notices += [self._notice(account, intent) for intent in account.pending_notices]
         return notices
 

@@ -14,6 +14,7 @@ from shared.indexes import backfill
 from shared.mailer import Mailer
 from shared.runtime import Wiring
 from shared.settings import Settings
+from shared.sweeps import advanced
 
 __all__ = ["build", "temporary_password_mail"]
 
@@ -84,7 +85,8 @@ def build(settings: Settings, mailer: Mailer | None = None, *, clock: Clock | No
             passwords.sweep(app.reissue_undelivered),
             notices.sweep(app.unsent_notices),
             invitations.sweep(app.reinvite_undelivered),
+            advanced(app.sweeps),  # last: the next start reads only what changed after
         ],
-        background=[passwords.run, notices.run, invitations.run],
+        background=[passwords.run, notices.run, invitations.run, app.sweeps.keep_up],
         dependencies=[smtp_check(settings)],
     )

@@ -132,6 +132,13 @@ class Account(UserAggregate):
         self.spent_invitations: list[str] = []
         self.recent_challenges: list[str] = []
 
+    @property
+    def holds_open_intents(self) -> bool:
+        """A mail recorded to send and not yet recorded sent or failed (what the start-up
+        sweeps look for: a temporary password, a notice, an agent's invitation)."""
+        return self.delivery_pending or bool(self.pending_notices) or bool(
+            self.invitation and self.invitation["delivery_pending"])
+
     def is_delayed(self, now: datetime) -> bool:
         return self.retry_at is not None and now < self.retry_at
 

@@ -56,6 +56,7 @@ from shared.indexes import AggregateLog, save_backfill, unlogged
 from shared.masking import mask_email
 from shared.rate_limits import SlidingWindow
 from shared.sealed import open_fact
+from shared.sweeps import Sweeps
 from shared.tokens import unverified_binding, verify_token
 
 AGENT_ROLE = "agent"
@@ -136,6 +137,7 @@ class TicketingApplication(ProofMethods, ServiceApplication):
         self.send_rejection_notice: Callable[[RejectionNotice], None] = lambda notice: None
         self.country = detection.country_lookup(settings.geoip_db)
         self.all_tickets = AggregateLog(self, "tickets")
+        self.sweeps = Sweeps(self, Ticket, lambda ticket: ticket.holds_open_intents)
         # Every ticket up to this log position is decided; deciding is final, so the expiry
         # sweep and the open list start after it (in memory: a restart reads the log once).
         self._decided_through = 0
@@ -268,7 +270,7 @@ class TicketingApplication(ProofMethods, ServiceApplication):
     # --- acknowledgements: intent recorded, then sent (shared.effects) -----------------------
     def unsent_acknowledgements(self) -> list[Acknowledgement]:
         found = []
-        for ticket in self.readable(self.all_tickets.ids()):
+        for ticket in self.readable(self.sweeps.touched()):
             for intent, to in ticket.pending_acks.items():
                 found.append(Acknowledgement(ticket.id, intent, to, ticket_number(ticket.id)))
         return found
@@ -383,7 +385,7 @@ class TicketingApplication(ProofMethods, ServiceApplication):
     def unsent_rejection_notices(self) -> list[RejectionNotice]:
         return [
             RejectionNotice(ticket.id, intent, to, ticket_number(ticket.id))
-            for ticket in self.readable(self.all_tickets.ids())
+            for ticket in self.readable(self.sweeps.touched())
             for intent, to in ticket.pending_rejection_notices.items()
         ]
 
@@ -510,7 +512,7 @@ class TicketingApplication(ProofMethods, ServiceApplication):
 
     # --- alerts to the security address: intent recorded, then sent (shared.effects) --------
     def unsent_alerts(self) -> list[Alert]:
-        tickets = self.readable(self.all_tickets.ids())
+        tickets = self.readable(self.sweeps.touched())
         return [Alert.of(ticket, rule) for ticket in tickets for rule in ticket.unsent_alerts]
 
     def alert_pending(self, alert: Alert) -> bool:

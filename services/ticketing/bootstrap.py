@@ -25,6 +25,7 @@ from shared.indexes import backfill
 from shared.mailer import Mailer
 from shared.runtime import Wiring, in_thread
 from shared.settings import Settings
+from shared.sweeps import advanced
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,9 @@ def build(settings: Settings, mailer: Mailer | None = None, *, clock: Clock | No
         startup=[
             backfill(app.backfill_indexes), acknowledgements.sweep(app.unsent_acknowledgements),
             alerts.sweep(app.unsent_alerts), rejections.sweep(app.unsent_rejection_notices),
-            fail_unmailed,
+            fail_unmailed, advanced(app.sweeps),  # last: the next start reads what changed after
         ],
-        background=[intake, expire, acknowledgements.run, alerts.run, rejections.run, proof_mails.run],
+        background=[intake, expire, acknowledgements.run, alerts.run, rejections.run, proof_mails.run,
+                    app.sweeps.keep_up],
         dependencies=[smtp_check(settings)],
     )

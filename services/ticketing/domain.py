@@ -357,6 +357,12 @@ class Ticket(Aggregate):
         return facts
 
     @property
+    def holds_open_intents(self) -> bool:
+        """A mail recorded to send and not yet recorded sent or failed (what the start-up
+        sweeps look for: an acknowledgement, a rejection notice, a security alert)."""
+        return bool(self.pending_acks or self.pending_rejection_notices or self.unsent_alerts)
+
+    @property
     def state_label(self) -> str:
         return STATE_LABELS.get(self.state, self.state.replace("_", " ").capitalize())
 

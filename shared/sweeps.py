@@ -1,0 +1,131 @@
+"""Start-up sweeps that read what changed since the last one, not every aggregate ever saved.
+
+A sweep finds intents recorded and never sent (a crash between "record the intent" and
+"record sent", :mod:`shared.effects`). Each one loaded every aggregate of its kind at every
+start: three sweeps over all accounts in credentials, three over all tickets in ticketing, so a
+service's start (it answers nothing until its sweeps are done) grew with its whole history.
+
+A checkpoint keeps a notification id ``C``: every intent recorded at or before ``C`` was closed
+(sent, or its failure recorded) when a sweep last looked. It is a tracking record named
+``__sweeps__`` over the application's own log, as the relay keeps its position (``__relay__``):
+a position, not an event, so a start-up records nothing in the store. A sweep reads the
+notifications after ``C`` (ids and topics only: nothing is decrypted), loads only the
+aggregates of its kind those touched, and after the start-up's sweeps :meth:`Sweeps.advance`
+moves ``C`` up to just before the first event since ``C`` of the first aggregate that still
+holds an open intent, or to the end when none does; a running service moves it every few
+minutes too (:meth:`Sweeps.keep_up`), so a start reads what changed since then. An intent
+found open stays after ``C`` until a later sweep sees it closed, so a crash at any point
+leaves it to be found again. The first start on a store without a checkpoint reads the whole
+log once.
+
+This is a processing position over the application's own notification log (the library's
+way to follow an application), not a lookup: lookups by key use index aggregates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from functools import cache
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.utils import resolve_topic
+
+from shared.concurrency import in_thread
+
+log = logging.getLogger(__name__)
+
+PAGE = 1000
+CHECKPOINT_NAME = "__sweeps__"  # the tracking records' application name
+KEEP_UP_SECONDS = 300.0
+
+
+@cache
+def _event_class(topic: str) -> type | None:
+    try:
+        found = resolve_topic(topic)
+    except Exception:  # a topic of a class this version no longer has: not ours to sweep
+        return None
+    return found if isinstance(found, type) else None
+
+
+class Sweeps:
+    """The aggregates of ``kind`` a service's sweeps must look at; ``is_open(aggregate)``:
+    whether it holds an intent not yet closed (of any sweep's kind)."""
+
+    def __init__(self, app: Any, kind: type[Aggregate], is_open: Callable[[Any], bool]) -> None:
+        self.app = app
+        self.kind = kind
+        self.is_open = is_open
+        self.looked_at = 0  # aggregates the last sweep loaded (an operator's and a test's view)
+
+    def touched(self) -> list[UUID]:
+        """Aggregates of the kind with an event after the checkpoint, in first-touch order."""
+        ids = list(self._first_touches(self._position()))
+        self.looked_at = len(ids)
+        return [aggregate_id for aggregate_id, _ in ids]
+
+    def advance(self) -> int:
+        """Move the checkpoint past every aggregate now closed; the new position."""
+        position = self._position()
+        # The end first: an event saved while this runs (a standby taking over sweeps beside
+        # a running consumer) is after it, and the checkpoint never passes what was not read.
+        end = self.app.recorder.max_notification_id() or 0
+        first = dict(self._first_touches(position, end))
+        still_open = [first[a.id] for a in self.app.readable(first) if self.is_open(a)]
+        target = min(still_open) - 1 if still_open else end
+        if target > position:
+            try:
+                self.app.recorder.insert_tracking(Tracking(CHECKPOINT_NAME, target))
+            except IntegrityError:  # another process moved it there first
+                log.debug("sweep checkpoint %s was already saved", target)
+            log.debug("%s: sweeps start after notification %s", self.app.service, target)
+        return max(target, position)
+
+    async def keep_up(self, stopping: asyncio.Event) -> None:
+        """A background task: move the checkpoint every few minutes while the service runs."""
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), KEEP_UP_SECONDS)
+                return
+            try:
+                await in_thread(self.advance)
+            except Exception:  # the store away: the next start reads a little more
+                log.warning("moving the sweep checkpoint failed; trying again later",
+                            exc_info=True)
+
+    def _position(self) -> int:
+        return int(self.app.recorder.max_tracking_id(CHECKPOINT_NAME) or 0)
+
+    def _first_touches(self, after: int, upto: int | None = None) -> Iterator[tuple[UUID, int]]:
+        """``(aggregate id, its first notification id after ``after``)``, in that order, up to
+        notification ``upto`` (inclusive; None: the end)."""
+        seen: set[UUID] = set()
+        start = after + 1
+        while upto is None or start <= upto:
+            page = self.app.recorder.select_notifications(start, PAGE, stop=upto)
+            if not page:
+                return
+            for notification in page:
+                cls = _event_class(notification.topic)
+                if cls is None or not issubclass(cls, self.kind.Event):
+                    continue
+                aggregate_id = UUID(str(notification.originator_id))
+                if aggregate_id not in seen:
+                    seen.add(aggregate_id)
+                    yield aggregate_id, notification.id
+            start = page[-1].id + 1
+
+
+def advanced(sweeps: Sweeps) -> Callable[[], Awaitable[None]]:
+    """The start-up step after a service's sweeps: move its checkpoint."""
+
+    async def step() -> None:
+        await in_thread(sweeps.advance)
+
+    return step
