@@ -9,7 +9,13 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from services.ticketing.proofs import ID_CHECK, PROOF_LABELS, ProofPolicy
+from services.ticketing.proofs import (
+    EMAIL_CODE,
+    ID_CHECK,
+    MANAGER_APPROVAL,
+    PROOF_LABELS,
+    ProofPolicy,
+)
 from shared.application import REKEY_NAMESPACE, UserAggregate, same_user
 from shared.errors import Conflict, NotAllowed
 from shared.upcasting import gained
@@ -359,8 +365,19 @@ class Ticket(Aggregate):
     @property
     def holds_open_intents(self) -> bool:
         """A mail recorded to send and not yet recorded sent or failed (what the start-up
-        sweeps look for: an acknowledgement, a rejection notice, a security alert)."""
-        return bool(self.pending_acks or self.pending_rejection_notices or self.unsent_alerts)
+        sweeps look for: an acknowledgement, a rejection notice, a security alert, a proof's
+        code or approval link)."""
+        return bool(self.pending_acks or self.pending_rejection_notices or self.unsent_alerts
+                    or self.unmailed_proofs)
+
+    @property
+    def unmailed_proofs(self) -> list[str]:
+        """Proofs of an undecided ticket started by mail whose mail was never recorded sent."""
+        if self.state not in UNDECIDED:
+            return []
+        return [proof_id for proof_id, proof in self.proofs.items()
+                if proof["state"] == "started" and proof["kind"] in (EMAIL_CODE, MANAGER_APPROVAL)
+                and not proof.get("mailed")]
 
     @property
     def state_label(self) -> str:

@@ -259,16 +259,13 @@ class ProofMethods(ServiceApplication):
         """At start-up: a proof whose mail never left cannot be resent (its code or link
         existed only in memory), so it fails and the agent starts a new one."""
         failed = 0
-        for ticket_id in self.all_tickets.ids():  # type: ignore[attr-defined]
-            ticket: Ticket = self.repository.get(ticket_id)
-            if ticket.state not in UNDECIDED:
-                continue
-            for proof_id, proof in list(ticket.proofs.items()):
-                if (proof["state"] == "started" and proof["kind"] in (EMAIL_CODE, MANAGER_APPROVAL)
-                        and not proof.get("mailed")):
-                    ticket.proof_mailed(proof_id, "not sent before the service stopped")
-                    failed += 1
-            self.save(ticket)
+        for ticket in self.readable(self.sweeps.touched()):  # type: ignore[attr-defined]
+            unmailed = ticket.unmailed_proofs
+            for proof_id in unmailed:
+                ticket.proof_mailed(proof_id, "not sent before the service stopped")
+            if unmailed:
+                self.save(ticket)
+                failed += len(unmailed)
         return failed
 
     # --- call-backs: verification calls, its outcome arrives as an event ---------------------

@@ -5,10 +5,14 @@ is never passed over, however often the service restarts before it is sent."""
 from __future__ import annotations
 
 from datetime import timedelta
+from uuid import UUID
 
 from services.credentials.application import CredentialsApplication
 from services.credentials.domain import Account
-from tests.integration.conftest import System
+from services.ticketing.application import TicketingApplication
+from services.ticketing.commands import RequestReset
+from services.ticketing.proofs import EMAIL_CODE
+from tests.integration.conftest import AGENT, System
 
 ACCOUNTS = 20
 
@@ -63,5 +67,28 @@ def test_an_intent_left_open_is_found_at_every_start_until_it_is_sent(system: Sy
         app.sweeps.advance()
         assert app.reissue_undelivered() == []
         assert app.sweeps.looked_at == 0
+    finally:
+        app.close()
+
+
+def test_a_proof_whose_mail_never_left_fails_at_the_next_start_and_only_once(system: System):
+    """A proof's code or approval link existed only in memory: a crash before its mail left
+    fails the proof (the agent starts a new one). That start-up step loaded every ticket too."""
+    app = TicketingApplication(system.settings)
+    try:
+        ids = [app.request_reset(RequestReset(name="N", email=f"user{i}@example.org",
+                                              username=f"user{i}@masspasrr.org", reason="r"))
+               ["ticket_id"] for i in range(ACCOUNTS)]
+        app.sweeps.advance()
+        ticket = app.repository.get(UUID(ids[5]))
+        ticket.start_proof("proof-1", EMAIL_CODE, AGENT, "u***@example.org",
+                           app.clock.now() + timedelta(minutes=15), code_hash="digest")
+        app.save(ticket)  # ...and the process gone before the code's mail was sent
+
+        assert app.fail_unmailed_proofs() == 1
+        assert app.sweeps.looked_at == 1
+        assert app.repository.get(ticket.id).proofs["proof-1"]["state"] == "failed"
+        app.sweeps.advance()
+        assert app.fail_unmailed_proofs() == 0 and app.sweeps.looked_at == 0
     finally:
         app.close()
