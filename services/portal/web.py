@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,15 +79,28 @@ class Portal:
         self.proxies = TrustedProxies(settings.trusted_proxies)
         self._nc: Any = None
         self._client: RekeyClient | None = None
+        # Requests arriving together before the first connection wait for one: each used to
+        # open its own, and all but the last stayed open, unused, reconnecting for ever.
+        self._connecting = asyncio.Lock()
+
+    def _connected(self) -> RekeyClient | None:
+        if self._client is None or self._nc is None or self._nc.is_closed:
+            return None
+        return self._client
 
     async def client(self) -> RekeyClient:
-        if self._client is None or self._nc is None or self._nc.is_closed:
-            try:
-                self._nc = await connect(self.settings, "portal", attempts=2)
-            except ConnectionError as exc:
-                raise Unavailable("The portal cannot reach its services. Try again shortly.") from exc
-            self._client = RekeyClient(self._nc, timeout=10)
-        return self._client
+        if (client := self._connected()) is not None:
+            return client
+        async with self._connecting:
+            client = self._connected()
+            if client is None:
+                try:
+                    self._nc = await connect(self.settings, "portal", attempts=2)
+                except ConnectionError as exc:
+                    raise Unavailable(
+                        "The portal cannot reach its services. Try again shortly.") from exc
+                client = self._client = RekeyClient(self._nc, timeout=10)
+            return client
 
     @property
     def connection(self) -> Any:
