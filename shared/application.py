@@ -497,17 +497,25 @@ class ServiceApplication(Application[UUID]):
         wanted = normalise_username(username)
         return [e for e in self.envelopes() if e.subject.lower() == wanted or agent_of(e) == wanted]
 
-    # --- relay position --------------------------------------------------------------------
-    def relay_position(self) -> int:
-        return self.recorder.max_tracking_id(RELAY_TRACKING_NAME) or 0  # type: ignore[attr-defined]
+    # --- positions over this application's own log (the relay's, the sweeps') --------------
+    def position(self, name: str) -> int:
+        """How far ``name`` has got through this application's notifications (0: not begun);
+        kept as tracking records, as a follower of another application keeps its own."""
+        return self.recorder.max_tracking_id(name) or 0  # type: ignore[attr-defined]
 
-    def save_relay_position(self, notification_id: int) -> None:
+    def save_position(self, name: str, notification_id: int) -> None:
         try:
             self.recorder.insert_tracking(  # type: ignore[attr-defined]
-                Tracking(RELAY_TRACKING_NAME, notification_id)
+                Tracking(name, notification_id)
             )
-        except IntegrityError:
-            log.debug("relay position %s was already saved", notification_id)
+        except IntegrityError:  # saved already (another process, or a batch sent again)
+            log.debug("%s position %s was already saved", name, notification_id)
+
+    def relay_position(self) -> int:
+        return self.position(RELAY_TRACKING_NAME)
+
+    def save_relay_position(self, notification_id: int) -> None:
+        self.save_position(RELAY_TRACKING_NAME, notification_id)
 
     def max_notification_id(self) -> int:
         return self.recorder.max_notification_id() or 0

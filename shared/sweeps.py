@@ -2,8 +2,8 @@
 
 A sweep finds intents recorded and never sent (a crash between "record the intent" and
 "record sent", :mod:`shared.effects`). Each one loaded every aggregate of its kind at every
-start: three sweeps over all accounts in credentials, three over all tickets in ticketing, so a
-service's start (it answers nothing until its sweeps are done) grew with its whole history.
+start: three sweeps over all accounts in credentials, four over all tickets in ticketing, so
+a service's start (it answers nothing until its sweeps are done) grew with its whole history.
 
 A checkpoint keeps a notification id ``C``: every intent recorded at or before ``C`` was closed
 (sent, or its failure recorded) when a sweep last looked. It is a tracking record named
@@ -33,7 +33,6 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.utils import resolve_topic
 
 from shared.concurrency import in_thread
@@ -55,13 +54,12 @@ def _event_class(topic: str) -> type | None:
 
 
 class Sweeps:
-    """The aggregates of ``kind`` a service's sweeps must look at; ``is_open(aggregate)``:
-    whether it holds an intent not yet closed (of any sweep's kind)."""
+    """The aggregates of ``kind`` a service's sweeps must look at. ``kind`` says which of them
+    still hold an intent not yet closed, of any sweep's kind (``holds_open_intents``)."""
 
-    def __init__(self, app: Any, kind: type[Aggregate], is_open: Callable[[Any], bool]) -> None:
+    def __init__(self, app: Any, kind: type[Aggregate]) -> None:
         self.app = app
         self.kind = kind
-        self.is_open = is_open
         self.looked_at = 0  # aggregates the last sweep loaded (an operator's and a test's view)
 
     def touched(self) -> list[UUID]:
@@ -77,13 +75,10 @@ class Sweeps:
         # a running consumer) is after it, and the checkpoint never passes what was not read.
         end = self.app.recorder.max_notification_id() or 0
         first = dict(self._first_touches(position, end))
-        still_open = [first[a.id] for a in self.app.readable(first) if self.is_open(a)]
+        still_open = [first[a.id] for a in self.app.readable(first) if a.holds_open_intents]
         target = min(still_open) - 1 if still_open else end
         if target > position:
-            try:
-                self.app.recorder.insert_tracking(Tracking(CHECKPOINT_NAME, target))
-            except IntegrityError:  # another process moved it there first
-                log.debug("sweep checkpoint %s was already saved", target)
+            self.app.save_position(CHECKPOINT_NAME, target)
             log.debug("%s: sweeps start after notification %s", self.app.service, target)
         return max(target, position)
 
@@ -100,7 +95,7 @@ class Sweeps:
                             exc_info=True)
 
     def _position(self) -> int:
-        return int(self.app.recorder.max_tracking_id(CHECKPOINT_NAME) or 0)
+        return int(self.app.position(CHECKPOINT_NAME))
 
     def _first_touches(self, after: int, upto: int | None = None) -> Iterator[tuple[UUID, int]]:
         """``(aggregate id, its first notification id after ``after``)``, in that order, up to

@@ -137,7 +137,7 @@ class CredentialsApplication(AgentFactors, ServiceApplication):
         self.send_notice: Callable[[Notice], None] = lambda notice: None
         self.send_invitation: Callable[[Invitation], None] = lambda invitation: None
         self.all_accounts = AggregateLog(self, "accounts")
-        self.sweeps = Sweeps(self, Account, lambda account: account.holds_open_intents)
+        self.sweeps = Sweeps(self, Account)
         self.vault = Vault(settings, self.service, create=self.creates_tables)  # agents' TOTP seeds
 
     def close(self) -> None:

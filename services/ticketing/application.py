@@ -137,7 +137,7 @@ class TicketingApplication(ProofMethods, ServiceApplication):
         self.send_rejection_notice: Callable[[RejectionNotice], None] = lambda notice: None
         self.country = detection.country_lookup(settings.geoip_db)
         self.all_tickets = AggregateLog(self, "tickets")
-        self.sweeps = Sweeps(self, Ticket, lambda ticket: ticket.holds_open_intents)
+        self.sweeps = Sweeps(self, Ticket)
         # Every ticket up to this log position is decided; deciding is final, so the expiry
         # sweep and the open list start after it (in memory: a restart reads the log once).
         self._decided_through = 0
