@@ -10,7 +10,7 @@ import pytest
 
 from shared.settings import PROCESSES
 from shared.waiting import eventually
-from tests.e2e.test_supervision import Up, up  # noqa: F401 (the fixture)
+from tests.e2e.test_supervision import Up, is_up, up  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +33,8 @@ async def test_nats_killed_every_process_logs_one_line_each_way_and_status_is_cl
     report = await eventually(lambda: healthy_report(up), what="a healthy status", timeout=180)
     assert report["nats"]["ok"] and report["processes"]["portal"]["ready"]
     assert all(report["services"][name]["ready"] for name in PROCESSES)
-
+    # Status can be clean a moment before the supervisor has written its first round.
+    await eventually(lambda: is_up(up), what="the supervisor's first round", timeout=30)
     os.kill(up.processes()["nats"]["pid"], signal.SIGKILL)  # the supervisor starts it again
 
     def restored() -> bool:

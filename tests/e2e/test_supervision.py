@@ -59,13 +59,13 @@ def up(tmp_path: Path) -> Iterator[Up]:
                     os.kill(record["pid"], signal.SIGKILL)
 
 
-def _is_up(up: Up) -> bool:
+def is_up(up: Up) -> bool:
     assert up.process.poll() is None, up.log.read_text()
     return (up.folder / "rekey.pid").exists() and {"nats", "ticketing", "portal"} <= set(up.processes())
 
 
 async def test_a_killed_service_is_started_again_counted_and_stopped_by_rekey_down(up: Up):
-    await eventually(lambda: _is_up(up), what="rekey up to be up", timeout=120)
+    await eventually(lambda: is_up(up), what="rekey up to be up", timeout=120)
     killed = up.processes()["ticketing"]["pid"]
     os.kill(killed, signal.SIGKILL)
 
@@ -98,7 +98,7 @@ async def test_a_killed_service_is_started_again_counted_and_stopped_by_rekey_do
 
 
 async def test_rekey_down_stops_what_a_killed_rekey_up_left_running(up: Up):
-    await eventually(lambda: _is_up(up), what="rekey up to be up", timeout=120)
+    await eventually(lambda: is_up(up), what="rekey up to be up", timeout=120)
     started = {name: r["pid"] for name, r in up.processes().items()}
     up.process.kill()  # no chance to stop its children
     up.process.wait()

@@ -59,8 +59,14 @@ async def test_two_credentials_processes_on_one_store_both_serve_and_consume_and
     await eventually(lambda: stored(system, "credentials").count("TemporaryPasswordSent")
                      == len(USERS), timeout=30, what="every mail recorded sent")
 
-    # both served and both consumed
-    assert requests_served(system, "credentials") > 0 and requests_served(system, "credentials#2") > 0
+    # both serve: the server hands each request to either at random, so the few above can all
+    # have gone to one (seen: 0 for the first); ask until each has answered one
+    async def both_served() -> bool:
+        await system.call("credentials", "list_agents", principal=system.operator())
+        return all(requests_served(system, name) > 0 for name in ("credentials", "credentials#2"))
+
+    await eventually(both_served, what="both replicas to answer a request")
+    # both consumed
     assert one.consumer.processed > 0 and two.consumer.processed > 0, (
         one.consumer.processed, two.consumer.processed)
     # each effect once
