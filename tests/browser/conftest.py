@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ class Running:
         self.settings = stack.settings
         self.url = f"http://localhost:{stack.settings.portal_port}"
         self.apps: dict[str, AuthenticatorApp] = {}  # each invited agent's authenticator app
+        self.principals: dict[str, tuple[str, float]] = {}  # agent: (principal, signed at)
 
     def invite(self, agent: str, password: str, email: str, display_name: str) -> AuthenticatorApp:
         """The operator invites the agent; the agent redeems the mailed invitation with a
@@ -91,13 +93,22 @@ class Running:
         page.get_by_role("button", name="Verify").click()
 
     def agent_principal(self, agent: str | None = None, password: str | None = None) -> str:
-        """An agent's principal over the bus: the password, then a code from the app."""
+        """An agent's principal over the bus: the password, then a code from the app.
+
+        Kept for the module, as the CLI keeps it for the agent's shift (it lives
+        ``principal_minutes``): each new sign-in needs a code of a new 30-second step, so
+        signing in again for every reset made each test wait for the clock."""
         agent = agent or self.agent
+        kept = self.principals.get(agent)
+        if kept is not None and time.monotonic() - kept[1] < self.settings.principal_minutes * 30:
+            return kept[0]
         answer = self.call("credentials", "sign_in", username=agent,
                            password=password or self.agent_password, channel="cli")
-        return str(self.call("credentials", "agent_totp_verify",
-                             token=answer["second_factor"]["token"],
-                             code=self.apps[agent].code_when_due(), channel="cli")["principal"])
+        principal = str(self.call("credentials", "agent_totp_verify",
+                                  token=answer["second_factor"]["token"],
+                                  code=self.apps[agent].code_when_due(), channel="cli")["principal"])
+        self.principals[agent] = (principal, time.monotonic())
+        return principal
 
     def ticketing_knows(self, username: str) -> bool:
         """Whether ticketing has read the account's AccountRegistered (from its store, as it
