@@ -7,6 +7,7 @@ tests a :class:`ManualClock` they advance.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,10 @@ class Clock(Protocol):
     def time(self) -> float:
         """Seconds since the epoch (for TOTP steps and signed timestamps)."""
 
+    async def sleep(self, seconds: float) -> None:
+        """Let ``seconds`` pass on this clock (what waits for it, such as an authenticator
+        app waiting for its next code, then sees them passed)."""
+
 
 class SystemClock:
     def now(self) -> datetime:
@@ -33,6 +38,9 @@ class SystemClock:
 
     def time(self) -> float:
         return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 SYSTEM_CLOCK: Clock = SystemClock()
@@ -61,3 +69,7 @@ class ManualClock:
 
     def time(self) -> float:
         return self.now().timestamp()
+
+    async def sleep(self, seconds: float) -> None:
+        """Nobody waits: the time passes at once."""
+        self.advance(seconds)

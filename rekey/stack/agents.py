@@ -8,7 +8,6 @@ own endpoints, with what the agent has (the mail, the app's key).
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,7 @@ import pyotp
 
 from services.verification.totp import PERIOD, parse_uri
 from shared.caught import list_mails
+from shared.clock import SYSTEM_CLOCK, Clock
 from shared.principals import operator_principal
 from shared.settings import Settings
 from shared.waiting import eventually
@@ -31,30 +31,34 @@ INVITATION_SUBJECT = "help-desk invitation"
 class AuthenticatorApp:
     """An agent's authenticator app: each code is used once, as credentials demands, so a
     second sign-in within one 30-second step uses the next step's code (accepted one step
-    early), and a third waits for the step to come."""
+    early), and a third waits for the step to come.
 
-    def __init__(self, seed: str, now: Callable[[], float] = time.time) -> None:
+    It reads the time from ``clock``: a test running credentials on a ``ManualClock`` gives
+    the app the same one, and the wait for the next step then passes at once."""
+
+    def __init__(self, seed: str, clock: Clock = SYSTEM_CLOCK) -> None:
         self.seed = seed
-        self.now = now
-        self.last_step = int(now() // PERIOD)  # the redeeming code's step is spent
+        self.clock = clock
+        self.last_step = int(clock.time() // PERIOD)  # the redeeming code's step is spent
 
     def wait(self) -> float:
         """Seconds until the next unused code is accepted (0: now)."""
         step = self.last_step + 1
-        return max(0.0, (step - 1) * PERIOD - self.now())
+        return max(0.0, (step - 1) * PERIOD - self.clock.time())
 
     def code(self) -> str:
         """The next unused code; call when :meth:`wait` is 0 (see :meth:`next_code`)."""
-        step = max(int(self.now() // PERIOD), self.last_step + 1)
+        step = max(int(self.clock.time() // PERIOD), self.last_step + 1)
         self.last_step = step
         return pyotp.TOTP(self.seed).at(step * PERIOD)
 
     def code_when_due(self) -> str:
+        """:meth:`next_code` for a caller without an event loop (on the system clock)."""
         time.sleep(self.wait())
         return self.code()
 
     async def next_code(self) -> str:
-        await asyncio.sleep(self.wait())
+        await self.clock.sleep(self.wait())
         return self.code()
 
 
@@ -78,17 +82,19 @@ async def invitation_secret(mail_folder: Path, email: str, seen: int) -> str:
 
 
 async def invite_with_app(call: Call, settings: Settings, mail_folder: Path, username: str,
-                          email: str, display_name: str, password: str) -> AuthenticatorApp:
-    """Invite (or re-invite) an agent and redeem the invitation with an authenticator app."""
+                          email: str, display_name: str, password: str,
+                          clock: Clock = SYSTEM_CLOCK) -> AuthenticatorApp:
+    """Invite (or re-invite) an agent and redeem the invitation with an authenticator app
+    reading ``clock`` (the clock credentials runs on)."""
     seen = invitation_mails(mail_folder, email)
     await call("credentials", "invite_agent", username=username, email=email,
                display_name=display_name, principal=operator_principal(settings))
     secret = await invitation_secret(mail_folder, email, seen)
     begun = await call("credentials", "begin_invitation", invitation=secret, factor_type="totp")
-    app = AuthenticatorApp(parse_uri(begun["otpauth_uri"]).secret)
+    app = AuthenticatorApp(parse_uri(begun["otpauth_uri"]).secret, clock)
     await call("credentials", "redeem_invitation", invitation=secret, password=password,
-               factor_type="totp", code=pyotp.TOTP(app.seed).now())
-    app.last_step = int(app.now() // PERIOD)
+               factor_type="totp", code=pyotp.TOTP(app.seed).at(clock.time()))
+    app.last_step = int(clock.time() // PERIOD)
     return app
 
 

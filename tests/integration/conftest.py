@@ -83,9 +83,12 @@ class System(InProcessServices):
     async def invited_agent(self, agent: str = AGENT, password: str = AGENT_PASSWORD,
                             email: str = "smith@example.org") -> AuthenticatorApp:
         """The agent invited by the operator (registered if new), the invitation read from the
-        mail and redeemed with a password and an authenticator app: the app, for sign-ins."""
+        mail and redeemed with a password and an authenticator app: the app, for sign-ins.
+        The app reads credentials' clock: on a ``ManualClock`` its wait for a code passes at
+        once."""
+        clock = self.app("credentials").clock
         return await invite_with_app(self.call, self.settings, self.mail.folder, agent, email,
-                                     "Agent " + agent.split(".")[-1].title(), password)
+                                     "Agent " + agent.split(".")[-1].title(), password, clock)
 
     async def signed_in_agent(self, app: AuthenticatorApp, agent: str = AGENT,
                               password: str = AGENT_PASSWORD) -> str:

@@ -251,12 +251,14 @@ async def _cannot_reject(system: System, principal: str, number: str) -> None:
 
 
 async def test_a_stolen_agent_session_cannot_act_once_the_operator_ends_it(system: System):
-    await start_all(system)
+    clock = ManualClock()  # so the agent's next code comes without a wait for the clock
+    await start_all(system, clock=clock)
     await system.provision()
     app = await system.invited_agent()
     stolen = await system.signed_in_agent(app)
     number = await _ticket(system)
     await system.call("ticketing", "show", ticket=number, principal=stolen)  # it works until then
+    clock.advance(60)  # the theft is noticed a minute later
 
     await system.call("credentials", "end_agent_sessions", username=AGENT,
                       reason="session seen from an unknown address", principal=system.operator())

@@ -259,7 +259,6 @@ async def test_a_sign_in_that_merely_ran_out_ends_that_session_alone(system: Sys
     await start_all_on(system, clock)
     await system.provision()
     authenticator = await system.invited_agent()
-    authenticator.now = clock.time  # codes by credentials' clock
     async with browsers(system, 2) as (early, late):
         await console_signed_in(early, authenticator)
         clock.advance(40 * 60)
