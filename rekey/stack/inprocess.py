@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import importlib
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,33 @@ def create_database(prefix: str = "rekey_test") -> str:
 def drop_database(name: str) -> None:
     # FORCE ends connections a failed run may have left open (PostgreSQL 13+).
     _admin("DROP DATABASE IF EXISTS {} WITH (FORCE)", name)
+
+
+def empty_database(name: str) -> bool:
+    """Make ``name`` as empty as a new database, in a fraction of what dropping and creating
+    one costs the server: its other connections ended, every schema dropped and ``public``
+    made again as PostgreSQL makes it. False when a connection came back meanwhile (a
+    process still running): the database is then not safe to reuse."""
+    import psycopg
+    from psycopg import sql
+
+    info = POSTGRES_ADMIN.replace("dbname=postgres", f"dbname={name}")
+    with psycopg.connect(info, autocommit=True) as conn:
+        others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        conn.execute(f"SELECT pg_terminate_backend(pid) {others}")
+        for _ in range(250):  # a terminated backend leaves a moment later
+            if conn.execute(f"SELECT count(*) {others}").fetchone() == (0,):
+                break
+            time.sleep(0.02)
+        schemas = [row[0] for row in conn.execute(
+            "SELECT nspname FROM pg_namespace"
+            " WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'")]
+        if schemas:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(
+                sql.SQL(", ").join(sql.Identifier(schema) for schema in schemas)))
+        conn.execute("CREATE SCHEMA public AUTHORIZATION pg_database_owner")
+        conn.execute("GRANT USAGE ON SCHEMA public TO PUBLIC")
+        return conn.execute(f"SELECT count(*) {others}").fetchone() == (0,)
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from nats.js.api import StreamConfig
 
+from rekey.stack.inprocess import empty_database
 from rekey.stack.mailsink import MailSink
 from rekey.stack.natsd import EmbeddedNats, NatsServerError
 from rekey.stack.ports import free_port
@@ -153,6 +154,29 @@ def test_postgres_db_is_a_fresh_empty_database(postgres_db: str) -> None:
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
         ).fetchone()
     assert tables == (0,)
+
+
+def test_a_database_given_back_is_as_empty_as_a_new_one_for_the_next_test(postgres_db: str) -> None:
+    info = f"host=127.0.0.1 port=5432 user=postgres dbname={postgres_db}"
+    held = psycopg.connect(info, autocommit=True)  # a connection the test left open
+    held.execute("CREATE SCHEMA ticketing")
+    held.execute("CREATE TABLE ticketing.stored_events (id bigserial PRIMARY KEY)")
+    held.execute("INSERT INTO ticketing.stored_events DEFAULT VALUES")
+    held.execute("CREATE TABLE public.leftover (id int)")
+
+    assert empty_database(postgres_db)
+    with pytest.raises(psycopg.OperationalError):  # ended by the server
+        held.execute("SELECT 1")
+    with psycopg.connect(info, autocommit=True) as conn:
+        schemas = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%'"
+                               " AND nspname <> 'information_schema'").fetchall()
+        assert schemas == [("public",)]
+        assert conn.execute("SELECT count(*) FROM information_schema.tables"
+                            " WHERE table_schema = 'public'").fetchone() == (0,)
+        # public as PostgreSQL 15 makes it: owned by the database owner, usable by everyone
+        assert conn.execute("SELECT pg_get_userbyid(nspowner), has_schema_privilege('public', "
+                            "'public', 'USAGE') FROM pg_namespace WHERE nspname = 'public'"
+                            ).fetchone() == ("pg_database_owner", True)
 
 
 def test_settings_factory_isolates_data_and_keys_per_store(
