@@ -45,6 +45,13 @@ def heading(page: Any) -> str:
     return page.locator("h1").first.inner_text()
 
 
+def title(page: Any) -> str:
+    """The page's title once its document is parsed: a click that navigates returns when the
+    new page commits, before its <title> is read (seen: '' at the new URL)."""
+    page.wait_for_load_state("domcontentloaded")
+    return str(page.title())
+
+
 def click_when_offered(desk: Any, button: str) -> bool:
     """Clicks ``button`` on the console's ticket page if ticketing offers it to this agent now;
     else reloads the ticket (ticketing offers Approve once it knows the account) and says no."""

@@ -16,6 +16,7 @@ from tests.browser.test_portal_guide import (
     NEW_PASSWORD,
     heading,
     signed_in_to_keep_your_account_secure,
+    title,
     until,
 )
 
@@ -73,7 +74,7 @@ def test_the_phone_path_by_text_then_a_later_sign_in_by_text(running, browser, s
     assert page.get_by_label("Text me a code").is_visible()
     assert page.get_by_label("Call me").is_visible()
     shot(page, "18-phone")
-    assert page.title().startswith("Phone number")  # each phone screen its own title
+    assert title(page).startswith("Phone number")  # each phone screen its own title
     axe(page)
 
     # A number that is not one: the error says what to fix, next to the field.
@@ -92,7 +93,7 @@ def test_the_phone_path_by_text_then_a_later_sign_in_by_text(running, browser, s
         in page.locator("main").inner_text()
     first_sid, first_code = text_after(running, e164, None)
     shot(page, "19-phone-enter-code")
-    assert page.title().startswith("Phone: enter the code")
+    assert title(page).startswith("Phone: enter the code")
     axe(page)
 
     # "Resend code": a new text; the first code stops working.
@@ -151,7 +152,7 @@ def test_the_phone_path_by_call_answered_with_the_pound_key(running, browser, sh
     assert f"We're calling {masked} now." in text
     assert page.get_by_role("button", name="Check again").is_visible()  # without JavaScript
     shot(page, "20-phone-calling")
-    assert page.title().startswith("Phone: answer the call")
+    assert title(page).startswith("Phone: answer the call")
     axe(page)
 
     # The local Twilio server answers and presses #; the page moves on by itself.
@@ -163,7 +164,7 @@ def test_the_phone_path_by_call_answered_with_the_pound_key(running, browser, sh
     assert "✓ Call answered. Your phone was registered successfully." \
         in page.locator("main").inner_text()
     shot(page, "22-call-answered")
-    assert page.title().startswith("Call answered")
+    assert title(page).startswith("Call answered")
     axe(page)
     page.get_by_role("link", name="Next").click()
     text = page.locator("main").inner_text()
