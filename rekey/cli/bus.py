@@ -34,6 +34,8 @@ def init(
     mount: Annotated[str, typer.Option(
         help="Where the NATS server sees this folder ('': here)")] = str(SECRETS_MOUNT),
     listen: Annotated[str, typer.Option(help="HOST:PORT one server listens on")] = "0.0.0.0:4222",
+    monitor: Annotated[str, typer.Option(
+        help="HOST:PORT of one server's monitoring (/healthz, /varz); '' for none")] = "0.0.0.0:8222",
     store_dir: Annotated[str, typer.Option(help="JetStream's folder inside the NATS server")] = "/data",
     template: Annotated[Path | None, typer.Option(
         help="Cluster template (default: deploy/nats/jetstream-cluster.conf)")] = None,
@@ -50,15 +52,14 @@ def init(
         nodes = [ClusterNode.parse(spec) for spec in node or []] or default_cluster(cluster)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--node") from None
-    listen_host, _, listen_port = listen.rpartition(":")
-    if not listen_host or not listen_port.isdigit():
-        raise typer.BadParameter(f"not HOST:PORT: {listen!r}", param_hint="--listen")
     try:
         report = init_deployment(
             folder, host or DEFAULT_HOSTS, nodes=nodes,
             files_at=PurePosixPath(mount) if mount else None,
             store_dir=PurePosixPath(store_dir), template=template,
-            listen=(listen_host, int(listen_port)), rotate=rotate or (), retire=retire or (),
+            listen=_host_port(listen, "--listen"),
+            monitor=_host_port(monitor, "--monitor") if monitor else None,
+            rotate=rotate or (), retire=retire or (),
         )
     except (FileNotFoundError, FileExistsError) as exc:
         typer.echo(f"rekey bus init: {exc}", err=True)
@@ -85,3 +86,10 @@ def init(
         typer.echo(f"  {name}: {', '.join(container_files(name))}")
     typer.echo("with REKEY_NATS_KEYS_DIR set to the folder they are mounted in and "
                "REKEY_NATS_CA_FILE to its ca.pem.")
+
+
+def _host_port(value: str, option: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise typer.BadParameter(f"not HOST:PORT: {value!r}", param_hint=option)
+    return host, int(port)

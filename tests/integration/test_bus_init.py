@@ -36,7 +36,7 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     """A nats-server running the configuration `rekey bus init` rendered, on a free port."""
     folder, port = tmp_path / "bus", free_port()
     args = [str(folder), "--mount", "", "--listen", f"127.0.0.1:{port}", "--store-dir",
-            str(tmp_path / "js")]
+            str(tmp_path / "js"), "--monitor", f"127.0.0.1:{free_port()}"]  # never a fixed port
     bus_init(*args)
     server = EmbeddedNats(port=port, store_dir=tmp_path / "nats",
                           config_file=folder / "nats-server.conf")
@@ -80,6 +80,21 @@ def test_bus_init_warns_when_the_kept_certificate_does_not_name_a_new_host(tmp_p
     result = CliRunner().invoke(app, ["bus", "init", str(tmp_path), "--host", "nats.example"])
     assert result.exit_code == 0
     assert "does not name nats.example" in result.output
+
+
+def test_bus_init_serves_monitoring_where_the_operator_says_or_nowhere(tmp_path: Path) -> None:
+    import json
+
+    def http(*args: str) -> str | None:
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        bus_init(str(folder), "--mount", "", *args)
+        return json.loads((folder / "nats-server.conf").read_text()).get("http")
+
+    assert http() == "0.0.0.0:8222"
+    assert http("--monitor", "127.0.0.1:18222") == "127.0.0.1:18222"
+    assert http("--monitor", "") is None
+    refused = CliRunner().invoke(app, ["bus", "init", str(tmp_path / "x"), "--monitor", "8222"])
+    assert refused.exit_code == 2 and "not HOST:PORT" in refused.output
 
 
 async def test_a_deployment_config_admits_an_identity_over_tls_and_refuses_a_client_without_a_key(
