@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import fcntl
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -239,18 +240,23 @@ WIDTHS = ({"width": 1100, "height": 800}, {"width": 375, "height": 740})
 def _axe_script() -> Path | str:
     """axe-core from the npm registry, fetched once into tests/browser/vendor (not committed);
     the reason when it cannot be had."""
-    if AXE_SCRIPT.exists():
-        return AXE_SCRIPT
     import shutil
     import subprocess
 
-    npm = shutil.which("npm")
-    if npm is None:
-        return "npm is missing: apt-get install npm (axe-core comes from the npm registry)"
     VENDOR.mkdir(exist_ok=True)
-    done = subprocess.run([npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix",
-                           str(VENDOR), f"axe-core@{AXE_VERSION}"],
-                          capture_output=True, text=True, timeout=300, check=False)
+    # Workers side by side start their browser modules together: one fetches, the others wait
+    # for it rather than read a half-written file (and two npm installs into one folder break
+    # each other's files: TAR_ENTRY_ERROR).
+    with (VENDOR / ".fetching").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if AXE_SCRIPT.exists():
+            return AXE_SCRIPT
+        npm = shutil.which("npm")
+        if npm is None:
+            return "npm is missing: apt-get install npm (axe-core comes from the npm registry)"
+        done = subprocess.run([npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix",
+                               str(VENDOR), f"axe-core@{AXE_VERSION}"],
+                              capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0 or not AXE_SCRIPT.exists():
         return f"axe-core could not be fetched from the npm registry: {done.stderr.strip()[-300:]}"
     return AXE_SCRIPT
