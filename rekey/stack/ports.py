@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import random
 import socket
+import tempfile
 import threading
+import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # Below the kernel's ephemeral range: the source port of an outgoing connection (to NATS, to
@@ -19,6 +25,12 @@ ATTEMPTS = 200
 RECENT = 2_000
 _recent: deque[int] = deque(maxlen=RECENT)
 _lock = threading.Lock()
+# ... and by every process on this machine: a port handed out is not handed out again for this
+# long, so another process (a test worker beside this one, or a stack it starts) cannot take it
+# while its caller has not bound it yet (seen: a portal's port taken by another worker's
+# server during the seconds the stack took to start).
+RESERVED_SECONDS = 120.0
+RESERVATIONS = Path(tempfile.gettempdir()) / f"rekey-free-ports-{os.getuid()}"
 
 
 def _ephemeral_start() -> int:
@@ -53,10 +65,38 @@ def free_port(host: str = "127.0.0.1") -> int:
 def _choose(host: str) -> int:
     top = _ephemeral_start() - 1
     if top > LOWEST:
-        for _ in range(ATTEMPTS):
-            port = random.randint(LOWEST, top)
-            if port not in _recent and _bindable(host, port):
-                return port
+        with _machine_lock() as reserve:
+            for _ in range(ATTEMPTS):
+                port = random.randint(LOWEST, top)
+                if port not in _recent and _bindable(host, port) and reserve(port):
+                    return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # the kernel's choice
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _machine_lock() -> Iterator[Callable[[int], bool]]:
+    """Held across processes while a port is chosen; gives ``reserve(port)``: whether no
+    process here handed ``port`` out in the last RESERVED_SECONDS, marking it handed out.
+    Where the folder cannot be used, every port counts as free (as before there was one)."""
+    try:
+        RESERVATIONS.mkdir(mode=0o700, exist_ok=True)
+        lock = (RESERVATIONS / ".lock").open("a")
+    except OSError:
+        yield lambda port: True
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+
+        def reserve(port: int) -> bool:
+            marker = RESERVATIONS / str(port)
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - marker.stat().st_mtime < RESERVED_SECONDS:
+                    return False
+            with contextlib.suppress(OSError):
+                marker.touch()
+                os.utime(marker)
+            return True
+
+        yield reserve
