@@ -52,9 +52,10 @@ def _bindable(host: str, port: int) -> bool:
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that nothing listens on right now, below the ephemeral range.
 
-    The socket is closed again, so a tiny race with another server remains until the caller
-    binds it; that is acceptable for tests and a local stack, and far better than fixed ports
-    that collide with the system NATS on 4222.
+    The socket is closed again, so until the caller binds it only the reservation (no process
+    here hands it out again for RESERVED_SECONDS) keeps it; a server of some other program may
+    still take it, which is acceptable for tests and a local stack, and far better than fixed
+    ports that collide with the system NATS on 4222.
     """
     with _lock:
         port = _choose(host)
@@ -95,8 +96,7 @@ def _machine_lock() -> Iterator[Callable[[int], bool]]:
                 if time.time() - marker.stat().st_mtime < RESERVED_SECONDS:
                     return False
             with contextlib.suppress(OSError):
-                marker.touch()
-                os.utime(marker)
+                marker.touch()  # an existing marker gets a new time
             return True
 
         yield reserve

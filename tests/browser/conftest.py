@@ -101,7 +101,8 @@ class Running:
         signing in again for every reset made each test wait for the clock."""
         agent = agent or self.agent
         kept = self.principals.get(agent)
-        if kept is not None and time.monotonic() - kept[1] < self.settings.principal_minutes * 30:
+        half_its_life = self.settings.principal_minutes * 60 / 2
+        if kept is not None and time.monotonic() - kept[1] < half_its_life:
             return kept[0]
         answer = self.call("credentials", "sign_in", username=agent,
                            password=password or self.agent_password, channel="cli")
