@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn, Protocol
@@ -141,19 +142,27 @@ def scratch_databases() -> Iterator[ScratchDatabases]:
         databases.drop_all()
 
 
-@pytest.fixture
-def postgres_db(scratch_databases: ScratchDatabases) -> Iterator[str]:
-    """The name of an empty database ``rekey_test_<hex>`` of this test's own: no schema but
-    an empty ``public``, no connection, as new; emptied again after the test for the next."""
+@contextmanager
+def scratch_database(databases: ScratchDatabases) -> Iterator[str]:
+    """An empty database ``rekey_test_<hex>`` of the caller's own (no schema but an empty
+    ``public``, no connection, as new), emptied again afterwards for the next; a skip when
+    PostgreSQL does not answer (a failure under CI=true)."""
     try:
-        name = scratch_databases.take()
+        name = databases.take()
     except psycopg.OperationalError as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         _postgres_unavailable(f"{POSTGRES_DOWN}: {detail}")
     try:
         yield name
     finally:
-        scratch_databases.give_back(name)
+        databases.give_back(name)
+
+
+@pytest.fixture
+def postgres_db(scratch_databases: ScratchDatabases) -> Iterator[str]:
+    """The name of an empty database of this test's own (:func:`scratch_database`)."""
+    with scratch_database(scratch_databases) as name:
+        yield name
 
 
 class SettingsFactory(Protocol):

@@ -12,10 +12,8 @@ import asyncio
 import io
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -23,11 +21,10 @@ from psycopg import sql
 from rich.console import Console
 
 from rekey.demo.guide import run_demo
-from rekey.stack.environment import prepare_environment
-from rekey.stack.ports import free_port
 from rekey.stack.processes import Stack
 from shared.settings import PROCESSES, Settings
 from shared.waiting import eventually
+from tests.e2e.running import rekey, stack_environment, use_environment
 from tests.e2e.stores import decrypted_events
 
 pytestmark = pytest.mark.e2e
@@ -36,17 +33,9 @@ USER = "pat.smith@masspasrr.org"
 
 @pytest.fixture
 def stack(tmp_path: Path, store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    overrides = {
-        "REKEY_NATS_URL": f"tls://127.0.0.1:{free_port()}",
-        "REKEY_SMTP_PORT": str(free_port()),
-        "REKEY_CIPHER_KEY": "",
-        "REKEY_STORE": store.name,
-    }
-    if store.postgres_db:
-        overrides["REKEY_POSTGRES_DB"] = store.postgres_db
-    env = prepare_environment(tmp_path / "rekey", **overrides)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    """A stack of the test's own, for a test that walks the guide or changes a store."""
+    env = stack_environment(tmp_path / "rekey", store.name, store.postgres_db)
+    use_environment(env, monkeypatch)
     with Stack(Settings(), env=env) as running:
         yield running
 
@@ -71,13 +60,6 @@ def stored_bytes(stack: Stack) -> bytes:
                 for row in conn.execute(query):
                     chunks += [v if isinstance(v, bytes) else str(v).encode() for v in row]
     return b"\n".join(chunks)
-
-
-def rekey(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rekey", *args], capture_output=True, text=True, timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_the_guide_end_to_end_leaves_a_secret_free_auditable_history(stack: Stack):
@@ -137,61 +119,6 @@ def test_the_guide_end_to_end_leaves_a_secret_free_auditable_history(stack: Stac
     assert names.index("MethodRegistered") < names.index("AgreementAccepted")
     for secret in witness.values():
         assert secret not in live.stdout
-
-
-def test_the_cli_explains_bad_input_without_a_traceback(stack: Stack):
-    result = rekey("tickets", "show", "RK-00000000")
-    assert result.returncode == 1
-    assert "There is no ticket" in result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-
-
-def test_an_approval_at_the_cli_without_a_password_says_how_to_sign_in(stack: Stack, monkeypatch):
-    monkeypatch.delenv("REKEY_AGENT_PASSWORD", raising=False)
-    result = rekey("tickets", "approve", "RK-00000000", "--agent", "helpdesk.agent")
-    assert result.returncode == 2
-    assert "REKEY_AGENT_PASSWORD" in result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-
-
-def test_an_approval_at_the_cli_needs_the_agents_own_sign_in(stack: Stack, monkeypatch):
-    """A name typed at the command line proves nothing: the agent signs in first."""
-    monkeypatch.setenv("REKEY_AGENT_PASSWORD", "not the agent's password")
-    result = rekey("tickets", "approve", "RK-00000000", "--agent", "helpdesk.agent")
-    assert result.returncode == 1
-    assert "username or password" in result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-
-
-def test_an_agent_at_the_cli_needs_an_authenticator_code_after_the_password(stack: Stack, monkeypatch):
-    """The right password alone does not act: the CLI asks for the code, and without a terminal
-    says how to give it; with a fresh code the agent acts (here: looks for a ticket)."""
-    from rekey.stack.agents import invite_with_app
-    from shared.bus.connection import connect
-    from shared.client import RekeyClient
-
-    async def invited() -> Any:
-        nc = await connect(stack.settings, "operator", name="e2e", attempts=5)
-        try:
-            return await invite_with_app(RekeyClient(nc).call, stack.settings, stack.mail_folder,
-                                         "cli.agent", "cli.agent@example.org", "CLI Agent",
-                                         "cli agent passphrase for the tests")
-        finally:
-            await nc.close()
-
-    app = asyncio.run(invited())
-    monkeypatch.setenv("REKEY_AGENT_PASSWORD", "cli agent passphrase for the tests")
-    monkeypatch.delenv("REKEY_AGENT_TOTP_CODE", raising=False)
-    asked = rekey("tickets", "approve", "RK-00000000", "--agent", "cli.agent")
-    assert asked.returncode == 2
-    assert "REKEY_AGENT_TOTP_CODE" in asked.stderr
-    monkeypatch.setenv("REKEY_AGENT_TOTP_CODE", "000000")
-    wrong = rekey("tickets", "approve", "RK-00000000", "--agent", "cli.agent")
-    assert wrong.returncode == 1 and "code is not correct" in wrong.stderr
-    monkeypatch.setenv("REKEY_AGENT_TOTP_CODE", app.code_when_due())
-    signed_in = rekey("tickets", "approve", "RK-00000000", "--agent", "cli.agent")
-    assert signed_in.returncode == 1 and "There is no ticket" in signed_in.stderr
-    assert "Traceback" not in asked.stderr + wrong.stderr + signed_in.stderr
 
 
 def tamper(stack: Stack, old: str, new: str) -> int:
