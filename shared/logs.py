@@ -62,11 +62,20 @@ class _TextFormatter(logging.Formatter):
 SMTP_SERVER_LOGGER = "mail.log"  # aiosmtpd's logger
 
 
+def _info_or_above(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.INFO
+
+
 def keep_mail_out_of_logs() -> None:
     """aiosmtpd (the mail intake, `rekey up`'s local mail sink) logs every line of every
     message it receives at DEBUG, temporary passwords and codes included: its logger never
-    goes below INFO, whatever level the process logs at."""
-    logging.getLogger(SMTP_SERVER_LOGGER).setLevel(logging.INFO)
+    passes a record below INFO, whatever level the process logs at. A filter rather than the
+    logger's own level, which would also let its INFO lines (a line per connection) through
+    a process that logs at WARNING, such as `rekey bench`."""
+    smtp_server = logging.getLogger(SMTP_SERVER_LOGGER)
+    smtp_server.setLevel(logging.NOTSET)  # the process's level, as any other logger
+    if _info_or_above not in smtp_server.filters:
+        smtp_server.addFilter(_info_or_above)
 
 
 def configure(process: str, level: str = "INFO", fmt: str = "json") -> None:
