@@ -57,13 +57,21 @@ async def reset_took_effect_everywhere(system: System, username: str) -> None:
 
 
 async def reset_settled(system: System, username: str, number: str) -> None:
-    """The reset took effect everywhere, and its mails are sent and recorded: nothing more
-    will be recorded by itself."""
+    """The reset took effect everywhere, its mails are sent and recorded, and every relay and
+    consumer has caught up: nothing more will be recorded by itself. (Without the last, an
+    event ticketing consumed late was once recorded between a test's "before" and "after".)"""
     await reset_took_effect_everywhere(system, username)
     credentials, ticketing = system.app("credentials"), system.app("ticketing")
     await eventually(lambda: ticketing.ticket(number).delivery == "sent"
                      and not credentials._existing(username).pending_notices,
                      what="the reset's mails to be sent and recorded")
+
+    async def caught_up() -> bool:
+        healths = [await system.call(name, "health") for name in system.runtimes]
+        return all(h["relay_lag"] == 0 and h["consumer_pending"] in (0, None)
+                   and not h["consumer_unacked"] for h in healths)
+
+    await eventually(caught_up, what="every relay and consumer to catch up")
 
 
 async def start_all_on(system: System, clock: ManualClock) -> None:
