@@ -167,7 +167,7 @@ async def test_a_purged_stream_shows_as_a_gap_and_republish_from_the_stores_fill
     await system.approved_ticket()
     await eventually(lambda: "TemporaryPasswordSent" in system.event_names("credentials"),
                      what="the reset's password mailed")
-    await eventually(lambda: _settled(system), what="relays and consumers to settle")
+    await eventually(system.caught_up, what="relays and consumers to settle")
     issued = system.event_names("credentials").count("PasswordIssued")
     mails = sorted(system.mail.folder.rglob("*.eml"))
 
@@ -185,15 +185,9 @@ async def test_a_purged_stream_shows_as_a_gap_and_republish_from_the_stores_fill
     assert steps[-1][1] == steps[-1][2]  # the bar reaches its end
     for name in SERVICES:
         assert (await system.call(name, "health"))["gap"] == 0
-    await eventually(lambda: _settled(system), what="consumers to take the copies")
+    await eventually(system.caught_up, what="consumers to take the copies")
     assert system.event_names("credentials").count("PasswordIssued") == issued  # nothing twice
     assert sorted(system.mail.folder.rglob("*.eml")) == mails  # no mail sent again
-
-
-async def _settled(system: System) -> bool:
-    healths = [await system.call(name, "health") for name in SERVICES]
-    return all(h["relay_lag"] == 0 and h["consumer_pending"] in (0, None)
-               and not h["consumer_unacked"] for h in healths)
 
 
 async def test_a_retried_reset_request_with_the_same_key_returns_the_first_ticket(system: System):

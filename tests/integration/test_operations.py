@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from shared.contracts.envelope import STREAM_NAME
-from shared.settings import SERVICES
 from tests.integration.conftest import System, eventually, start_all
 
 
@@ -12,14 +11,7 @@ async def test_health_shows_no_lag_once_every_event_is_relayed_and_consumed(syst
     await system.provision()
     await system.approved_ticket()
 
-    async def settled() -> bool:
-        healths = [await system.call(name, "health") for name in SERVICES]
-        return all(
-            h["relay_lag"] == 0 and h["consumer_pending"] in (0, None) and not h["consumer_unacked"]
-            for h in healths
-        )
-
-    await eventually(settled, what="every relay and consumer to catch up")
+    await eventually(system.caught_up, what="every relay and consumer to catch up")
     ticketing = await system.call("ticketing", "health")
     assert ticketing["max_notification_id"] > 0
     assert ticketing["relay_position"] == ticketing["max_notification_id"]

@@ -65,13 +65,7 @@ async def reset_settled(system: System, username: str, number: str) -> None:
     await eventually(lambda: ticketing.ticket(number).delivery == "sent"
                      and not credentials._existing(username).pending_notices,
                      what="the reset's mails to be sent and recorded")
-
-    async def caught_up() -> bool:
-        healths = [await system.call(name, "health") for name in system.runtimes]
-        return all(h["relay_lag"] == 0 and h["consumer_pending"] in (0, None)
-                   and not h["consumer_unacked"] for h in healths)
-
-    await eventually(caught_up, what="every relay and consumer to catch up")
+    await eventually(system.caught_up, what="every relay and consumer to catch up")
 
 
 async def start_all_on(system: System, clock: ManualClock) -> None:
