@@ -351,13 +351,16 @@ async def test_resets_complete_once_each_while_a_node_and_then_the_stream_leader
         await eventually(lambda app=app: app.relay_position() == app.max_notification_id(),
                          timeout=PATIENCE, what=f"{name}'s relay to catch up")
     audit = system.app("audit")
+    apps = [system.app(name) for name in SERVICES]
+
+    def relays_caught_up() -> bool:
+        return all(app.relay_position() == app.max_notification_id() for app in apps)
 
     def audit_holds_every_stored_event() -> bool:
         # Both read again at each look, once every relay has caught up: a service can record
         # one more event (a notice mailed) after the relays first caught up, and a set of
         # stored events read before it would never equal the audit record after.
-        apps = [system.app(name) for name in SERVICES]
-        if any(app.relay_position() != app.max_notification_id() for app in apps):
+        if not relays_caught_up():
             return False
         stored = {(e.source, e.notification_id) for app in apps for e in app.envelopes()}
         rows = audit.projection._select("SELECT source, notification_id FROM {table}", [])
@@ -376,8 +379,7 @@ async def test_resets_complete_once_each_while_a_node_and_then_the_stream_leader
     # together once every relay has caught up, since a service can record one more event (a
     # notice mailed) after `stored` was read (seen: 154 on the stream against 153 read before)
     async def each_public_event_once() -> bool:
-        apps = [system.app(name) for name in SERVICES]
-        if any(app.relay_position() != app.max_notification_id() for app in apps):
+        if not relays_caught_up():
             return False
         public = sum(1 for app in apps for _ in app.envelopes())
         return bool((await drill.stream()).state.messages == public)

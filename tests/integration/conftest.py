@@ -8,7 +8,7 @@ while the others keep going.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -50,12 +50,12 @@ class System(InProcessServices):
     def event_names(self, name: str) -> list[str]:
         return [e.name for e in self.app(name).envelopes()]
 
-    async def caught_up(self, names: Iterable[str] | None = None) -> bool:
+    async def caught_up(self) -> bool:
         """Whether every relay has published all its service stored and every consumer has
-        handled all it was given, by each service's own ``health`` (of ``names``, else of
-        every running service): with no mail or text on its way, nothing more is recorded."""
+        handled all it was given, by each running service's own ``health``: with no mail or
+        text on its way, nothing more is recorded."""
         running = dict.fromkeys(name.partition("#")[0] for name in self.runtimes)  # replicas
-        healths = [await self.call(name, "health") for name in (names or running)]
+        healths = [await self.call(name, "health") for name in running]
         return all(h["relay_lag"] == 0 and h["consumer_pending"] in (0, None)
                    and not h["consumer_unacked"] for h in healths)
 
