@@ -22,7 +22,7 @@ from shared import context, metrics
 from shared.application import ServiceApplication
 from shared.bus import republish
 from shared.bus.connection import connect
-from shared.bus.consumer import EventConsumer
+from shared.bus.consumer import BatchHandler, Delivered, EventConsumer
 from shared.bus.identities import ERASE_COMMAND, TREE_HEAD_COMMAND
 from shared.bus.relay import OutboxRelay
 from shared.bus.rpc import Endpoint, InFlight, serve_endpoints
@@ -74,6 +74,9 @@ class Wiring:
     # the service records a failed send and retries; a provider's outage is no reason to stop
     # sending it traffic.
     dependencies: list[tuple[str, CheckFn]] = field(default_factory=list)
+    # Records a fetched run of any of its handlers' events in one transaction (the audit
+    # service); without it, runs of ``batchable`` handlers go through ``record_batch``.
+    record_together: BatchHandler | None = None
 
 
 class NoArguments(BaseModel):
@@ -165,9 +168,9 @@ class ServiceRuntime:
             ack_wait=self.consumer_ack_wait,
             before_ack=self._consumer_hook,
             check=check_for(self.settings),
-            batch_handler=self._record_batch,
+            batch_handler=wiring.record_together or self._record_batch,
             batchable=frozenset(key for key, h in wiring.handlers.items()
-                                if getattr(h, "batchable", False)),
+                                if wiring.record_together or getattr(h, "batchable", False)),
         )
         holding = await asyncio.to_thread(self.duties.try_acquire)
         if holding:
@@ -243,11 +246,11 @@ class ServiceRuntime:
 
         return wrapped
 
-    async def _record_batch(self, envelopes: list[Any]) -> None:
+    async def _record_batch(self, delivered: list[Delivered]) -> None:
         """Several upstream events recorded in one transaction (``record_batch``), each
         handled in its own cause's context."""
         handlers = self.wiring.handlers
-        calls = [partial(_handle_caused, handlers[(e.source, e.name)], e) for e in envelopes]
+        calls = [partial(_handle_caused, handlers[(e.source, e.name)], e) for e, _ in delivered]
         try:
             await in_thread(self.wiring.app.record_batch, calls)
         finally:

@@ -30,6 +30,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Wiring:
         app=app,
         endpoints={name: Endpoint(command, answer) for name, command, answer in queries},
         handlers={key: feed.recording for key in PUBLISHED},
+        record_together=feed.recording_all,
         connected=[feed.connected, eraser.connected, witness.connected],
         background=[feed.run, eraser.run, witness.run],
         dependencies=[("tree heads", witness.check)],

@@ -17,7 +17,7 @@ from typing import Any
 
 from services.audit.application import AuditApplication
 from services.audit.projection import Filters
-from shared.bus.consumer import stream_sequence
+from shared.bus.consumer import Delivered, stream_sequence
 from shared.bus.signing import EventSigner
 from shared.concurrency import in_thread
 from shared.contracts import EventEnvelope
@@ -47,6 +47,12 @@ class LiveFeed:
     async def recording(self, envelope: EventEnvelope) -> None:
         """The consumer's handler for every public event: record it, then wake the feed."""
         if await in_thread(self.app.record, envelope, stream_sequence()):
+            self.wake.set()
+
+    async def recording_all(self, delivered: list[Delivered]) -> None:
+        """A fetched run of public events, recorded in one transaction (one thread hop and one
+        commit for the run); then the feed wakes."""
+        if await in_thread(self.app.record_all, delivered):
             self.wake.set()
 
     async def run(self, stopping: asyncio.Event) -> None:

@@ -36,13 +36,15 @@ from shared.logs import Outage
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[EventEnvelope], Awaitable[None]]
-BatchHandler = Callable[[list[EventEnvelope]], Awaitable[None]]
+# A run of messages recorded in one transaction: each envelope with its stream sequence.
+Delivered = tuple[EventEnvelope, int | None]
+BatchHandler = Callable[[list[Delivered]], Awaitable[None]]
 
 FETCH_SECONDS = 1.0  # one pull request's wait; a stop cancels it rather than waiting it out
 
-# The stream sequence of the message a handler is handling alone (``_dispatch``; not set for a
-# batch of ``batchable`` handlers, nor for a message without JetStream metadata): the audit
-# service, whose handler is not batchable, keeps it to erase a user's messages later.
+# The stream sequence of the message a handler is handling alone (``_dispatch``; a batch
+# handler gets each message's with it; None for a message without JetStream metadata): the
+# audit service keeps it to erase a user's messages later.
 _STREAM_SEQUENCE: ContextVar[int | None] = ContextVar("stream_sequence", default=None)
 
 
@@ -214,7 +216,8 @@ class EventConsumer:
                 await self._dispatch(message, envelope)
             return
         try:
-            await self.batch_handler([envelope for _, envelope in together])
+            await self.batch_handler([(envelope, _sequence_of(message))
+                                      for message, envelope in together])
         except Exception:
             log.warning("recording %d events together failed; one at a time", len(together),
                         exc_info=True)

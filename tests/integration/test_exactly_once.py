@@ -65,6 +65,37 @@ async def test_a_consumer_killed_after_committing_a_batch_and_before_its_acks_re
     assert system.app("ticketing").max_notification_id() == recorded  # every tracking row was there
 
 
+async def test_the_audit_service_killed_after_committing_a_fetched_run_keeps_each_event_once(
+    system: System,
+):
+    await system.start("credentials")
+    users = [f"audited{i}@masspasrr.org" for i in range(5)]
+    for user in users:  # published while the audit service is down: one fetch takes them all
+        await system.call("credentials", "register_account", username=user,
+                          email=f"{user.split('@')[0]}@example.org", display_name="A",
+                          principal=system.operator())
+    credentials = system.app("credentials")
+    await eventually(lambda: credentials.relay_position() == credentials.max_notification_id(),
+                     what="credentials' relay")
+    first = await system.start("audit", consumer_ack_wait=1.0, consumer_hook=hang_forever)
+    # the five recorded in one transaction (counted a moment after its commit is visible)
+    await eventually(lambda: first.consumer.batches == 1, what="the run's count")
+    counted = await system.call("audit", "count", types=["AccountRegistered"])
+    assert counted["count"] == len(users)
+    projection = system.app("audit").projection
+    noted = projection._select("SELECT COUNT(*) AS n FROM {stream}", [])[0]["n"]
+    assert noted == len(users), "each message's stream sequence is noted for erasure"
+    await system.kill("audit")
+
+    restarted = await system.start("audit", consumer_ack_wait=1.0)
+    await eventually(lambda: restarted.consumer.processed == len(users), what="the redeliveries")
+    again = await system.call("audit", "count", types=["AccountRegistered"])
+    assert again["count"] == len(users)  # every tracking row was there: no second row
+    for user in users:
+        history = await system.call("audit", "history", username=user)
+        assert [e["name"] for e in history] == ["AccountRegistered"]
+
+
 async def test_a_relay_killed_after_publishing_re_publishes_and_the_stream_drops_the_copy(
     system: System,
 ):
