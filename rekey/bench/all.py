@@ -398,8 +398,10 @@ async def run_all(stores: list[str], size: Size, emit: Emit) -> None:
             limits["rr_p99_ms"] = percentile(round_trips, 0.99)
             limits["commit_ms"] = 1000 / commits.rate
             emit(Result("request_reply_p99_ms", store, limits["rr_p99_ms"], "ms"))
-            piped = await pipeline_rate(bench, size.events)
+            piped, start = await pipeline_rate(bench, size.events)
             emit(rate_against("pipeline_events_per_s", store, piped.rate, "event/s", commits.rate))
+            emit(Result("start_over_unswept_s", store, start.seconds, "s",
+                        detail={"events": start.count}))
         argon2 = await asyncio.to_thread(argon2_rate, size.argon2)
         emit(Result("argon2_verifies_per_s", store, argon2, "verify/s",
                     detail={"threads": os.cpu_count() or 1}))

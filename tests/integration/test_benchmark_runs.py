@@ -11,6 +11,7 @@ async def test_the_pipeline_benchmark_measures_every_figure_on_sqlite():
         "JetStream publish (baseline)",
         "store commit (baseline)",
         "relay -> JetStream -> consumer",
+        "start over unswept events",
         "guided resets (4 at a time)",
     ]
     assert all(f.count > 0 and f.seconds > 0 for f in figures)
@@ -28,7 +29,7 @@ async def test_the_audit_benchmark_fills_the_index_from_a_real_reset_and_measure
 
 
 REQUIRED = {"resets_per_s", "sign_ins_per_s", "sign_ins_one_account_per_s",
-            "pipeline_events_per_s", "totp_check_p99_ms", "up_ready_s"}
+            "pipeline_events_per_s", "start_over_unswept_s", "totp_check_p99_ms", "up_ready_s"}
 
 
 def test_bench_all_prints_one_well_formed_figure_per_line_each_beside_its_limit():
