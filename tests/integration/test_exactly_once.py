@@ -39,18 +39,25 @@ async def test_a_consumer_killed_after_its_commit_and_before_its_ack_records_not
     assert restarted.consumer.processed == 1
 
 
-async def test_a_consumer_killed_after_committing_a_batch_and_before_its_acks_records_nothing_new(
-    system: System,
-):
+async def registered_on_the_stream(system: System, prefix: str, count: int = 5) -> list[str]:
+    """Credentials running alone registers ``count`` accounts and relays them all: a consumer
+    started next finds them waiting, and one fetch takes them together."""
     await system.start("credentials")
-    users = [f"batch{i}@masspasrr.org" for i in range(5)]
-    for user in users:  # published while ticketing is down: its next fetch takes them all
+    users = [f"{prefix}{i}@masspasrr.org" for i in range(count)]
+    for user in users:
         await system.call("credentials", "register_account", username=user,
                           email=f"{user.split('@')[0]}@example.org", display_name="B",
                           principal=system.operator())
     credentials = system.app("credentials")
     await eventually(lambda: credentials.relay_position() == credentials.max_notification_id(),
                      what="credentials' relay")
+    return users
+
+
+async def test_a_consumer_killed_after_committing_a_batch_and_before_its_acks_records_nothing_new(
+    system: System,
+):
+    users = await registered_on_the_stream(system, "batch")  # ticketing's next fetch: all five
     first = await system.start("ticketing", consumer_ack_wait=1.0, consumer_hook=hang_forever)
     ticketing = system.app("ticketing")
     await eventually(lambda: ticketing.max_notification_id() > 0, what="ticketing's commit")
@@ -68,15 +75,7 @@ async def test_a_consumer_killed_after_committing_a_batch_and_before_its_acks_re
 async def test_the_audit_service_killed_after_committing_a_fetched_run_keeps_each_event_once(
     system: System,
 ):
-    await system.start("credentials")
-    users = [f"audited{i}@masspasrr.org" for i in range(5)]
-    for user in users:  # published while the audit service is down: one fetch takes them all
-        await system.call("credentials", "register_account", username=user,
-                          email=f"{user.split('@')[0]}@example.org", display_name="A",
-                          principal=system.operator())
-    credentials = system.app("credentials")
-    await eventually(lambda: credentials.relay_position() == credentials.max_notification_id(),
-                     what="credentials' relay")
+    users = await registered_on_the_stream(system, "audited")  # the audit's next fetch: all five
     first = await system.start("audit", consumer_ack_wait=1.0, consumer_hook=hang_forever)
     # the five recorded in one transaction (counted a moment after its commit is visible)
     await eventually(lambda: first.consumer.batches == 1, what="the run's count")
