@@ -139,6 +139,12 @@ class Account(UserAggregate):
         return self.delivery_pending or bool(self.pending_notices) or bool(
             self.invitation and self.invitation["delivery_pending"])
 
+    @classmethod
+    def intent_openers(cls) -> tuple[type, ...]:
+        """The events that open what :attr:`holds_open_intents` looks for: a start-up sweep
+        loads only accounts with one of them since its checkpoint (``shared.sweeps``)."""
+        return (cls.PasswordIssued, cls.NoticeIntended, cls.AgentInvited)
+
     def is_delayed(self, now: datetime) -> bool:
         return self.retry_at is not None and now < self.retry_at
 

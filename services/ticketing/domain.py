@@ -370,6 +370,13 @@ class Ticket(Aggregate):
         return bool(self.pending_acks or self.pending_rejection_notices or self.unsent_alerts
                     or self.unmailed_proofs)
 
+    @classmethod
+    def intent_openers(cls) -> tuple[type, ...]:
+        """The events that open what :attr:`holds_open_intents` looks for: a start-up sweep
+        loads only tickets with one of them since its checkpoint (``shared.sweeps``)."""
+        return (cls.AcknowledgementIntended, cls.RejectionNoticeIntended, cls.ResetFlagged,
+                cls.ProofStarted)
+
     @property
     def unmailed_proofs(self) -> list[str]:
         """Proofs of an undecided ticket started by mail whose mail was never recorded sent."""

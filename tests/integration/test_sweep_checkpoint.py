@@ -1,6 +1,7 @@
 """Start-up sweeps read what changed since the last one (``shared.sweeps``): a restart of a
-service with a long history loads only the aggregates touched since, and an intent still open
-is never passed over, however often the service restarts before it is sent."""
+service with a long history loads only the aggregates that opened an intent since, and an
+intent still open is never passed over, however often the service restarts before it is
+sent."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from tests.integration.conftest import AGENT, System
 ACCOUNTS = 20
 
 
-def _registered(app: CredentialsApplication, i: int) -> Account:
+def _registered(app: CredentialsApplication, i: int, role: str = "user") -> Account:
     account = Account(username=f"user{i}@masspasrr.org", email=f"user{i}@example.org",
-                      display_name=f"User {i}", role="user", actor="operator")
+                      display_name=f"User {i}", role=role, actor="operator")
     app.save(account, app.all_accounts.entry(account.id))
     return account
 
@@ -31,21 +32,29 @@ def _crashed_before_sending(app: CredentialsApplication, account: Account) -> No
     app.save(account)
 
 
-def test_a_sweep_loads_only_what_changed_since_the_last_one(system: System):
+def _changed_opening_nothing(app: CredentialsApplication, account: Account) -> None:
+    """A change that opens no intent (a password changed): nothing for a sweep to look at."""
+    account = app.repository.get(account.id)
+    account.change_password("another hash", "changed", account.username)
+    app.save(account)
+
+
+def test_a_sweep_loads_only_what_opened_an_intent_since_the_last_one(system: System):
     app = CredentialsApplication(system.settings)
     try:
         accounts = [_registered(app, i) for i in range(ACCOUNTS)]
         assert app.reissue_undelivered() == []
-        assert app.sweeps.looked_at == ACCOUNTS  # the first sweep of this store reads it all
+        assert app.sweeps.looked_at == 0  # the first sweep reads the whole log: none opened one
         app.sweeps.advance()
 
         assert app.reissue_undelivered() == [] and app.unsent_notices() == []
         assert app.sweeps.looked_at == 0  # nothing changed since
 
+        _changed_opening_nothing(app, accounts[5])
         _crashed_before_sending(app, accounts[3])
         [found] = app.reissue_undelivered()
         assert found.username == accounts[3].username
-        assert app.sweeps.looked_at == 1  # the one account touched since, not all twenty
+        assert app.sweeps.looked_at == 1  # the one account with an intent, not the other
     finally:
         app.close()
 
@@ -67,6 +76,65 @@ def test_an_intent_left_open_is_found_at_every_start_until_it_is_sent(system: Sy
         app.sweeps.advance()
         assert app.reissue_undelivered() == []
         assert app.sweeps.looked_at == 0
+    finally:
+        app.close()
+
+
+def test_every_kind_of_account_intent_left_open_is_found_and_only_those_accounts_load(
+    system: System,
+):
+    app = CredentialsApplication(system.settings)
+    try:
+        accounts = [_registered(app, i, role="agent" if i == 3 else "user")
+                    for i in range(ACCOUNTS)]
+        app.sweeps.advance()
+        for account in accounts[10:]:
+            _changed_opening_nothing(app, account)
+        _crashed_before_sending(app, accounts[1])  # a temporary password
+        noticed = app.repository.get(accounts[2].id)
+        noticed.intend_notice("notice-1", "password_changed")  # a notice
+        app.save(noticed)
+        invited = app.repository.get(accounts[3].id)
+        invited.invite("digest", app.clock.now() + timedelta(days=1), "operator")  # an invitation
+        app.save(invited)
+
+        assert [d.username for d in app.reissue_undelivered()] == [accounts[1].username]
+        assert app.sweeps.looked_at == 3  # the three that opened one, not the ten others
+        assert [n.username for n in app.unsent_notices()] == [accounts[2].username]
+        assert [i.username for i in app.reinvite_undelivered()] == [accounts[3].username]
+        assert app.sweeps.looked_at == 3
+    finally:
+        app.close()
+
+
+def test_every_kind_of_ticket_intent_left_open_is_found_and_only_those_tickets_load(
+    system: System,
+):
+    app = TicketingApplication(system.settings)
+    try:
+        ids = [UUID(app.request_reset(RequestReset(
+            name="N", email=f"user{i}@example.org", username=f"user{i}@masspasrr.org",
+            reason="r"))["ticket_id"]) for i in range(ACCOUNTS)]
+        app.sweeps.advance()
+        for ticket_id in ids[10:]:  # changes that open no intent
+            ticket = app.repository.get(ticket_id)
+            ticket.note_delivery("sent")
+            app.save(ticket)
+        opened = [app.repository.get(ticket_id) for ticket_id in ids[:4]]
+        opened[0].intend_acknowledgement("ack-1", "user0@example.org")
+        opened[1].intend_rejection_notice("notice-1", "user1@example.org")
+        opened[2].flag("new-method", "a method registered from elsewhere", {}, alert=True)
+        opened[3].start_proof("proof-1", EMAIL_CODE, AGENT, "u***@example.org",
+                              app.clock.now() + timedelta(minutes=15), code_hash="digest")
+        for ticket in opened:
+            app.save(ticket)  # ...and the process gone before any of the four mails left
+
+        assert [a.ticket_id for a in app.unsent_acknowledgements()] == [ids[0]]
+        assert app.sweeps.looked_at == 4  # the four that opened one, not the ten others
+        assert [n.ticket_id for n in app.unsent_rejection_notices()] == [ids[1]]
+        assert [a.ticket_id for a in app.unsent_alerts()] == [ids[2]]
+        assert app.fail_unmailed_proofs() == 1
+        assert app.sweeps.looked_at == 4
     finally:
         app.close()
 
