@@ -67,16 +67,12 @@ class AuditApplication(ServiceApplication):
     def record(self, envelope: EventEnvelope, stream_seq: int | None = None) -> bool:
         """One public event as a row, exactly once; its body must parse with its contract.
         ``stream_seq``: where the message is on the stream (to delete it if the user is erased)."""
-        try:
-            check_body(envelope)
-        except InvalidRequest as refused:
-            log.error("not recorded: %s", refused.message)  # redelivering would not mend it
-            return False
-        return self.projection.record(envelope, stream_seq)
+        return self.record_all([(envelope, stream_seq)]) == 1
 
     def record_all(self, delivered: list[tuple[EventEnvelope, int | None]]) -> int:
         """:meth:`record` for a fetched run of messages, in one transaction; the number of rows
-        written. A body that does not parse is left out (logged), as :meth:`record` does."""
+        written. A body that does not parse with its contract is logged and left out
+        (redelivering would not mend it)."""
         kept = []
         for envelope, stream_seq in delivered:
             try:
@@ -85,7 +81,7 @@ class AuditApplication(ServiceApplication):
                 log.error("not recorded: %s", refused.message)
                 continue
             kept.append((envelope, stream_seq))
-        return self.projection.record_all(kept)
+        return self.projection.record_all(kept) if kept else 0
 
     def record_many(self, envelopes: list[EventEnvelope]) -> int:
         return self.projection.bulk(Projection.values(e) for e in envelopes)

@@ -171,18 +171,18 @@ class Projection:
               "ON CONFLICT (source, notification_id) DO NOTHING")
 
     def record(self, envelope: EventEnvelope, stream_seq: int | None = None) -> bool:
-        """The row and the tracking row in one transaction; False when already recorded, or
-        when it is about an erased user (tracked, never kept).
-
-        ``stream_seq``: the message's stream sequence, noted (in the same transaction) for every
-        message, a republished copy of a recorded event too, so that erasing the user later
-        deletes every copy from the stream; a message about a user already erased is noted as
-        one to delete at once."""
+        """:meth:`record_all` for one message: whether its row was written."""
         return self.record_all([(envelope, stream_seq)]) == 1
 
     def record_all(self, delivered: Sequence[tuple[EventEnvelope, int | None]]) -> int:
-        """:meth:`record` for each message, all in one transaction (a fetched run: one commit
-        instead of one each); the number of rows written."""
+        """Each message's row and tracking row, all in one transaction (a fetched run: one
+        commit instead of one each); the number of rows written. A message already recorded,
+        or about an erased user, writes no row (tracked, never kept).
+
+        A message's stream sequence, when given, is noted (in the same transaction) for every
+        message, a republished copy of a recorded event too, so that erasing the user later
+        deletes every copy from the stream; a message about a user already erased is noted as
+        one to delete at once."""
         written = 0
         with self.datastore.transaction(commit=True) as c:
             for envelope, stream_seq in delivered:
