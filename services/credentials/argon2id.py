@@ -12,13 +12,15 @@ and given back to the system once none has been used for ``idle`` seconds.
 argon2 wipes a block before it hands it back (``clear_internal_memory``), so a kept block holds
 no password-derived bytes between operations (tested). The hashes are the PHC strings
 argon2-cffi makes and reads, both ways (tested); a hash whose parameters are not this hasher's
-still verifies, on a block of its own size mapped for that operation only.
+still verifies, on a block of its own size mapped for that operation only. On a host that
+refuses libffi's closures (the callbacks), argon2 allocates its own memory, as argon2-cffi does.
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
+import logging
 import mmap
 import secrets
 import threading
@@ -29,6 +31,8 @@ from typing import Any
 from argon2 import Type, extract_parameters
 from argon2.exceptions import HashingError, InvalidHashError
 from argon2.low_level import ARGON2_VERSION, error_to_str, ffi, lib
+
+log = logging.getLogger(__name__)
 
 HASH_LEN = 32  # argon2-cffi's defaults, so stored hashes keep their shape
 SALT_LEN = 16
@@ -117,7 +121,13 @@ class Argon2id:
     def __init__(self, time_cost: int, memory_cost: int, parallelism: int, keep: int = 1,
                  memory: KeptMemory | None = None) -> None:
         self.time_cost, self.memory_cost, self.parallelism = time_cost, memory_cost, parallelism
-        self.memory = memory or KeptMemory(memory_cost * 1024, keep)
+        if memory is None:
+            try:
+                memory = KeptMemory(memory_cost * 1024, keep)
+            except MemoryError:  # a host that refuses libffi's closures (no W+X memory)
+                log.warning("argon2id: allocator callbacks are refused on this host, so each "
+                            "operation allocates its own working memory (none is kept)")
+        self.memory = memory
 
     def hash(self, password: str) -> str:
         salt = secrets.token_bytes(SALT_LEN)
@@ -149,7 +159,8 @@ class Argon2id:
             "salt": salted, "saltlen": len(salt), "secret": ffi.NULL, "secretlen": 0,
             "ad": ffi.NULL, "adlen": 0, "t_cost": time_cost, "m_cost": memory_cost,
             "lanes": parallelism, "threads": parallelism, "version": version,
-            "allocate_cbk": self.memory.allocate, "free_cbk": self.memory.free,
+            "allocate_cbk": self.memory.allocate if self.memory else ffi.NULL,
+            "free_cbk": self.memory.free if self.memory else ffi.NULL,
             "flags": lib.ARGON2_DEFAULT_FLAGS,
         })
         result = lib.argon2_ctx(context, Type.ID.value)

@@ -85,3 +85,19 @@ def test_kept_blocks_are_given_back_once_unused_for_the_idle_time():
     assert memory.mapped == 0
     assert hasher.verify(hasher.hash("maps one again"), "maps one again")
     assert memory.mapped == 1
+
+
+def test_where_the_allocator_callbacks_are_refused_it_hashes_on_argon2s_own_memory(
+    monkeypatch, caplog
+):
+    def refused(*_: object, **__: object) -> KeptMemory:
+        raise MemoryError("Cannot allocate write+execute memory for ffi.callback()")
+
+    monkeypatch.setattr("services.credentials.argon2id.KeptMemory", refused)
+    hasher = Argon2id(**SMALL)
+
+    assert hasher.memory is None
+    assert "allocator callbacks are refused" in caplog.text
+    assert PasswordHasher(**SMALL).verify(hasher.hash("still works"), "still works")
+    assert hasher.verify(PasswordHasher(**SMALL).hash("still works"), "still works")
+    assert not hasher.verify(hasher.hash("still works"), "still work")
