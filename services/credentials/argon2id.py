@@ -28,15 +28,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from argon2 import Type, extract_parameters
+from argon2 import DEFAULT_HASH_LENGTH, DEFAULT_RANDOM_SALT_LENGTH, Type, extract_parameters
 from argon2.exceptions import HashingError, InvalidHashError
 from argon2.low_level import ARGON2_VERSION, error_to_str, ffi, lib
 
 log = logging.getLogger(__name__)
 
-HASH_LEN = 32  # argon2-cffi's defaults, so stored hashes keep their shape
-SALT_LEN = 16
-_FAILED = -22  # ARGON2_MEMORY_ALLOCATION_ERROR
+# argon2-cffi's defaults, so stored hashes keep their shape
+HASH_LEN, SALT_LEN = DEFAULT_HASH_LENGTH, DEFAULT_RANDOM_SALT_LENGTH
 
 
 class KeptMemory:
@@ -86,7 +85,7 @@ class KeptMemory:
                 self._lent[int(ffi.cast("uintptr_t", buffer))] = (block, buffer)
             self._start_keeper()
         except Exception:  # raised inside a C callback: argon2 reports it as an error instead
-            return _FAILED
+            return lib.ARGON2_MEMORY_ALLOCATION_ERROR
         memory[0] = ffi.cast("uint8_t *", buffer)
         return 0
 

@@ -5,8 +5,9 @@ gives an exactly-once effect: if the process dies after recording and before the
 redelivered message finds its tracking record and changes nothing.
 
 A fetch takes up to ``batch`` messages. Consecutive ones whose handlers only record
-(``shared.application.batchable``) are recorded together in one transaction, one tracking
-record each (``record_batch``), then acked one by one; a handler with an effect after its own
+(``shared.application.batchable``, or every handler of a wiring that records runs itself:
+``Wiring.record_together``) are recorded together in one transaction, one tracking record
+each, then acked one by one; a handler with an effect after its own
 commit (a mail, a text) runs alone, in log order. If a batch fails, each of its messages is
 handled alone, so one bad message is redelivered without holding up the rest. The fetch's wait
 is off the critical path: a pull returns as soon as a message arrives.
