@@ -42,6 +42,7 @@ class System(InProcessServices):
         self.mail = mail
         self.client: RekeyClient | None = None
         self._nc: Any = None
+        self._last_ends: list[tuple[str, Any]] | None = None  # caught_up's previous idle pass
 
     async def call(self, service: str, command: str, **payload: Any) -> Any:
         assert self.client is not None
@@ -53,11 +54,19 @@ class System(InProcessServices):
     async def caught_up(self) -> bool:
         """Whether every relay has published all its service stored and every consumer has
         handled all it was given, by each running service's own ``health``: with no mail or
-        text on its way, nothing more is recorded."""
+        text on its way, nothing more is recorded.
+
+        The services are asked one after another, so one pass can see ticketing idle just
+        before credentials publishes an event that ticketing then records: a pass counts only
+        when the previous pass (``eventually`` asks again) saw the same log ends.
+        """
         running = dict.fromkeys(name.partition("#")[0] for name in self.runtimes)  # replicas
         healths = [await self.call(name, "health") for name in running]
-        return all(h["relay_lag"] == 0 and h["consumer_pending"] in (0, None)
+        idle = all(h["relay_lag"] == 0 and h["consumer_pending"] in (0, None)
                    and not h["consumer_unacked"] for h in healths)
+        ends = [(h["service"], h["max_notification_id"]) for h in healths]
+        previous, self._last_ends = self._last_ends, (ends if idle else None)
+        return idle and ends == previous
 
     async def provision(self) -> None:
         await self.call("credentials", "register_account", username=USER, email=USER_EMAIL,
