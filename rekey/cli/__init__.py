@@ -17,6 +17,9 @@ def main() -> None:
 
     wanted = parse(sys.argv[1:])
     if wanted is None:
+        from rekey.serve import nats_without_aiohttp
+
+        nats_without_aiohttp()  # as in a service: about a fifth of a command's start-up
         from rekey.cli.app import main as full
 
         full()

@@ -1,6 +1,7 @@
 """A service process loads what it runs: not the command line, not aiohttp for nats-py's
-WebSocket transport, not psycopg on SQLite (each some 5-20 MB of every process); and its
-health pages answer probes without a web framework."""
+WebSocket transport (nor does a command that makes no HTTP request), not psycopg on SQLite
+(each some 5-20 MB of every process); and its health pages answer probes without a web
+framework."""
 
 from __future__ import annotations
 
@@ -45,6 +46,21 @@ def test_nats_still_connects_over_tls_and_aiohttp_stays_importable_after():
         "print(nats.aio.transport.aiohttp is None, aiohttp.__name__)")],
         capture_output=True, text=True, cwd=ROOT, timeout=120, check=True)
     assert done.stdout.split() == ["True", "aiohttp"]
+
+
+def test_a_command_that_does_not_ask_over_http_leaves_aiohttp_unloaded():
+    done = subprocess.run([sys.executable, "-c", (
+        "import sys\n"
+        "sys.argv = ['rekey', 'audit', '--help']\n"
+        "from rekey.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('LOADED', 'aiohttp' in sys.modules, 'nats' in sys.modules)")],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, check=True)
+    assert "history" in done.stdout  # the command line ran (its audit commands listed)
+    assert done.stdout.split("LOADED")[-1].split() == ["False", "True"]
 
 
 def test_rekey_serve_takes_the_short_way_only_for_its_own_command_line():
