@@ -75,8 +75,24 @@ class ProofNotRunning(Conflict):
     """The proof is not waiting for an answer: it succeeded, failed, expired or never was."""
 
 
+# What the system records about a ticket on its own (a mail sent or retried, a rule's flag):
+# none of it is somebody handling the ticket, so none of it keeps an undecided ticket from
+# expiring. Every other event is a person's (or a new request's) and restarts that clock.
+BOOKKEEPING = frozenset({
+    "AcknowledgementIntended", "AcknowledgementSent", "RejectionNoticeIntended",
+    "RejectionNoticeSent", "ProofMailed", "DeliveryNoted", "ResetFlagged", "SecurityAlertSent",
+})
+
+
 class Ticket(Aggregate):
     """One request to reset a user's MFA, from filing to closure."""
+
+    class Event(Aggregate.Event):
+        def mutate(self, aggregate: Any) -> Any:
+            ticket = super().mutate(aggregate)
+            if type(self).__name__ not in BOOKKEEPING:
+                ticket.handled_on = self.timestamp
+            return ticket
 
     @event("ResetRequested")
     def __init__(
@@ -113,6 +129,7 @@ class Ticket(Aggregate):
         self.flags: list[dict[str, Any]] = []
         self.methods_after_reset: list[str] = []
         self.unsent_alerts: list[str] = []  # rules whose flag is still to be mailed
+        self.handled_on: datetime | None = None  # the last event not BOOKKEEPING, after this one
 
     @property
     def subject(self) -> str:
@@ -436,7 +453,9 @@ class Ticket(Aggregate):
         self.joined += 1
 
     def is_stale(self, now: datetime, after: timedelta) -> bool:
-        return self.state in UNDECIDED and self.modified_on + after <= now
+        """Undecided, and nobody has handled it for ``after`` (the system's own mails and
+        flags do not count: :data:`BOOKKEEPING`)."""
+        return self.state in UNDECIDED and (self.handled_on or self.created_on) + after <= now
 
     def expire(self, now: datetime, after: timedelta) -> bool:
         if not self.is_stale(now, after):

@@ -299,6 +299,35 @@ def test_an_undecided_ticket_expires_after_the_set_time_and_a_decided_one_never(
     assert decided.expire(decided.modified_on + timedelta(days=365), after) is False
 
 
+def test_the_system_s_own_mails_and_flags_do_not_keep_an_undecided_ticket_from_expiring():
+    from datetime import timedelta
+
+    after = timedelta(hours=72)
+    ticket = new_ticket()
+    filed = ticket.created_on
+    later = filed + timedelta(hours=70)  # e.g. the mail server was down, the sweep retried
+    ticket.trigger_event(Ticket.AcknowledgementIntended, timestamp=later, intent_id="i", to="a@x")
+    ticket.trigger_event(Ticket.AcknowledgementSent, timestamp=later, intent_id="i", error=None)
+    ticket.trigger_event(Ticket.ResetFlagged, timestamp=later, rule="r", summary="s", evidence={},
+                          alert=False)
+    assert ticket.modified_on == later
+    assert ticket.expire(filed + after, after) is True
+
+
+def test_a_person_handling_an_undecided_ticket_restarts_its_expiry_clock():
+    from datetime import timedelta
+
+    after = timedelta(hours=72)
+    ticket = new_ticket()
+    later = ticket.created_on + timedelta(hours=70)
+    ticket.trigger_event(Ticket.RequestJoined, timestamp=later, name="Alice", email="a@x",
+                         reason="again", channel="web", sender_verified=True, client=None)
+    ticket.trigger_event(Ticket.AcknowledgementSent, timestamp=later + after, intent_id="i",
+                         error=None)
+    assert ticket.expire(ticket.created_on + after, after) is False
+    assert ticket.expire(later + after, after) is True
+
+
 # --- what an agent may do next (the facts screens show) ---------------------------------------
 def test_an_open_ticket_offers_another_agent_every_action():
     ticket = opened(new_ticket(username="alice", requested_by="carol"))
