@@ -129,7 +129,9 @@ class Ticket(Aggregate):
         self.flags: list[dict[str, Any]] = []
         self.methods_after_reset: list[str] = []
         self.unsent_alerts: list[str] = []  # rules whose flag is still to be mailed
-        self.handled_on: datetime | None = None  # the last event not BOOKKEEPING, after this one
+        # When a person last handled it: every event but the BOOKKEEPING ones sets it, this one
+        # included (Event.mutate, right after this method)
+        self.handled_on: datetime = self.created_on
 
     @property
     def subject(self) -> str:
@@ -455,7 +457,7 @@ class Ticket(Aggregate):
     def is_stale(self, now: datetime, after: timedelta) -> bool:
         """Undecided, and nobody has handled it for ``after`` (the system's own mails and
         flags do not count: :data:`BOOKKEEPING`)."""
-        return self.state in UNDECIDED and (self.handled_on or self.created_on) + after <= now
+        return self.state in UNDECIDED and self.handled_on + after <= now
 
     def expire(self, now: datetime, after: timedelta) -> bool:
         if not self.is_stale(now, after):
