@@ -35,6 +35,17 @@ DOCUMENT = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.json"
 REF = "#/components/schemas/{model}"
 
 
+
+# What every request carries beside its body: who signed it (shared.bus.callers).
+REQUEST_HEADERS = {"type": "object", "required": [SIGNER_HEADER, SIGNATURE_HEADER],
+                   "properties": {
+    SIGNER_HEADER: {"type": "string", "description":
+                    "The caller's NKEY public key, listed in <keys dir>/<identity>.pub for the "
+                    "identity its reply inbox names"},
+    SIGNATURE_HEADER: {"type": "string", "description":
+                       "Its Ed25519 signature over the subject and the payload (base64); a "
+                       "request without a valid one is answered caller_unverified"}}}
+
 def wirings() -> dict[str, Wiring]:
     """Each service's wiring, built on a throw-away SQLite folder (nothing is served)."""
     found: dict[str, Wiring] = {}
@@ -195,7 +206,7 @@ def document() -> dict[str, Any]:
             "messages": [{"$ref": "#/channels/audit.feed/messages/FeedEvent"}],
         }
 
-    channels["reply"] = {
+    channels["reply"] = {  # a request's reply subject: its caller's inbox
         "address": None,
         "description": "The caller's own inbox (_INBOX_<identity>.>), answered once",
         "messages": {"Reply": {"$ref": "#/components/messages/Reply"}},
@@ -210,6 +221,7 @@ def document() -> dict[str, Any]:
             channel = f"rpc.{service}.{command}"
             message = f"{service}.{command}"
             messages[message] = {"name": model.__name__, "contentType": "application/json",
+                                 "headers": {"$ref": REF.format(model="RequestHeaders")},
                                  "payload": schemas.ref(model)}
             channels[channel] = {
                 "address": subject,
@@ -239,7 +251,8 @@ def document() -> dict[str, Any]:
         },
         "channels": channels,
         "operations": operations,
-        "components": {"messages": messages, "schemas": dict(sorted(schemas.schemas.items()))},
+        "components": {"messages": messages, "schemas": dict(sorted(
+            {**schemas.schemas, "RequestHeaders": REQUEST_HEADERS}.items()))},
     }
 
 

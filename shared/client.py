@@ -12,6 +12,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from shared import deadlines
+from shared.bus.callers import signed_headers
 from shared.bus.rpc import rpc_subject
 from shared.context import outgoing_headers
 from shared.errors import Unavailable, error_from_dict
@@ -45,13 +46,16 @@ class RekeyClient:
         return {str(e["name"]) for e in json.loads(reply.data).get("endpoints") or []}
 
     async def _request(self, service: str, subject: str, data: bytes) -> Msg:
-        headers = outgoing_headers()  # the portal's channel and session reference, if any
+        headers = {
+            **(outgoing_headers() or {}),  # the portal's channel and session reference, if any
+            **signed_headers(self.nc, subject, data),  # who calls (shared.bus.callers)
+        }
         for attempt in range(NO_RESPONDER_RETRIES + 1):
             self._check_bus()
             try:
                 return await self.nc.request(
                     subject, data, timeout=self.timeout,
-                    headers={**(headers or {}), **deadlines.header(self.timeout)})
+                    headers={**headers, **deadlines.header(self.timeout)})
             except NoRespondersError as exc:
                 if attempt == NO_RESPONDER_RETRIES:
                     raise Unavailable(

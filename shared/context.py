@@ -2,15 +2,17 @@
 recorded event carries.
 
 An edge sets the context of the work it starts (:func:`acting`): the bus endpoint from the
-caller (its reply inbox names its bus identity, the ``Rekey-Session`` header the portal's
-session), a consumer from the upstream event (its id is the new events' ``causation_id``), the
-mail intake as ``mail``. A verified principal or sign-in token adds who was authenticated
-(:func:`authenticated`). ``ServiceApplication`` stamps the current context on every event it
-records, as the private attribute ``_context`` (encrypted with the event's other state), and
-the envelope carries it as ``context`` and ``causation_id``.
+caller (the bus identity whose key signed the request, :mod:`shared.bus.callers`; the
+``Rekey-Session`` header the portal's session), a consumer from the upstream event (its id is
+the new events' ``causation_id``), the mail intake as ``mail``. A verified principal or
+sign-in token adds who was authenticated (:func:`authenticated`). ``ServiceApplication``
+stamps the current context on every event it records, as the private attribute ``_context``
+(encrypted with the event's other state), and the envelope carries it as ``context`` and
+``causation_id``.
 
 What a caller says (its session id, its channel) is recorded as said: the bus permissions
-already limit who may call what, and the principal, when there is one, is verified.
+already limit who may call what, the caller's identity is verified by its signature, and the
+principal, when there is one, is verified.
 """
 
 from __future__ import annotations
@@ -58,13 +60,10 @@ def authenticated(name: str, kind: str, *, session: str = "", channel: str = "")
     }))
 
 
-def from_request(reply: str | None, headers: dict[str, str] | None) -> ActionContext:
-    """The context of a bus request: the caller's identity from its reply inbox, and what it
-    says of its session and channel."""
+def from_request(caller: str | None, headers: dict[str, str] | None) -> ActionContext:
+    """The context of a bus request: the caller's identity (its signature checked by
+    :mod:`shared.bus.callers`), and what it says of its session and channel."""
     headers = headers or {}
-    caller = None
-    if reply and reply.startswith("_INBOX_"):
-        caller = reply[len("_INBOX_"):].split(".", 1)[0]
     channel = headers.get(CHANNEL_HEADER)
     if channel not in CHANNELS:
         channel = CHANNEL_OF_IDENTITY.get(caller or "", "api")

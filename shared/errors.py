@@ -68,6 +68,10 @@ class DataErased(RekeyError, code="erased"):
     """The user's data was erased (their data key destroyed): nothing can be done for them."""
 
 
+class CallerUnverified(RekeyError, code="caller_unverified"):
+    """A request its caller's bus key did not sign (shared.bus.callers): nothing was done."""
+
+
 class RateLimited(RekeyError, code="rate_limited"):
     """Too many requests of one kind in a short time; the message says when to try again."""
 

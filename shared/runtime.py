@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from shared import context, metrics
 from shared.application import ServiceApplication
 from shared.bus import republish
+from shared.bus.callers import caller_check_for
 from shared.bus.connection import connect
 from shared.bus.consumer import BatchHandler, Delivered, EventConsumer
 from shared.bus.identities import ERASE_COMMAND, TREE_HEAD_COMMAND
@@ -176,7 +177,8 @@ class ServiceRuntime:
         if holding:
             for step in wiring.startup:
                 await step()
-        self.service = await serve_endpoints(self.nc, wiring.name, endpoints, self.in_flight)
+        self.service = await serve_endpoints(self.nc, wiring.name, endpoints, self.in_flight,
+                                             caller_check_for(self.settings))
         await self.nc.flush()  # the server has our subscriptions before we say we are up
         runners: list[BackgroundTask] = [self.consumer.run, *wiring.background, self._keep_duties]
         self.tasks = [asyncio.create_task(run(self.stopping)) for run in runners]

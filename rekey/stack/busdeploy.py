@@ -28,7 +28,7 @@ from rekey.stack.buskeys import (
     _write_private,
     render_config,
 )
-from shared.bus.identities import authorization_block
+from shared.bus.identities import IDENTITIES, authorization_block
 from shared.bus.signing import PUBLIC_SUFFIX
 from shared.evidence_keys import HEADS_IDENTITY_SUFFIX, heads_seed_file
 from shared.settings import AUDIT, PROCESSES, SERVICES
@@ -43,9 +43,10 @@ TEMPLATE_NAME = "jetstream-cluster.conf"
 
 
 def container_files(identity: str) -> list[str]:
-    """What the container of one identity mounts: its seed, the CA, and for a service the
-    public keys its consumers check events against."""
-    public = [f"{service}{PUBLIC_SUFFIX}" for service in SERVICES] if identity in PROCESSES else []
+    """What the container of one identity mounts: its seed, the CA, and for a service every
+    identity's public key (its consumers check events against the services' keys, its
+    endpoints each request against its caller's: :mod:`shared.bus.callers`)."""
+    public = [f"{name}{PUBLIC_SUFFIX}" for name in IDENTITIES] if identity in PROCESSES else []
     if identity in SERVICES:  # its evidence seed: signs its tree heads, binds its rows
         public.append(heads_seed_file(PurePosixPath(), identity).name)
     if identity in ("auditor", AUDIT):  # check every service's signed tree heads

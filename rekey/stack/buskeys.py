@@ -145,10 +145,13 @@ class BusKeys:
             public.write_text(public_key(seed_file.read_bytes().strip()) + "\n")
 
     def add_identity(self, name: str) -> Path:
-        """A seed for an identity outside the table (tests' inspector); kept if present."""
+        """A seed for an identity outside the table (tests' inspector), and its public key
+        (services check its requests' signatures with it); kept if present."""
         path = self.seed_file(name)
         if not path.exists():
             _write_private(path, new_seed())
+        if not self.public_file(name).exists():
+            self.public_file(name).write_text(public_key(self.seed(name)) + "\n")
         return path
 
     def seed(self, identity: str) -> bytes:

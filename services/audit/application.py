@@ -23,7 +23,7 @@ from services.audit import commands as c
 from services.audit.projection import Filters, Projection, canonical_json
 from services.audit.state import UserState, state_at
 from shared.application import ServiceApplication
-from shared.bus.signing import EventSigner
+from shared.bus.signing import NkeySigner
 from shared.contracts import EventEnvelope, contract_for
 from shared.errors import DataErased, InvalidRequest, NotFound, Unavailable
 from shared.runtime import HistoryQuery
@@ -52,7 +52,7 @@ def unknown_user(username: str) -> NotFound:
 class AuditApplication(ServiceApplication):
     service = "audit"
 
-    def __init__(self, *args: Any, signer: EventSigner | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, signer: NkeySigner | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         recorder = self.recorder
         self.signer = signer

@@ -18,7 +18,7 @@ from typing import Any
 from services.audit.application import AuditApplication
 from services.audit.projection import Filters
 from shared.bus.consumer import Delivered, stream_sequence
-from shared.bus.signing import EventSigner
+from shared.bus.signing import NkeySigner
 from shared.concurrency import in_thread
 from shared.contracts import EventEnvelope
 from shared.contracts.envelope import AUDIT_FEED_PREFIX
@@ -34,7 +34,7 @@ def feed_subject(source: str, name: str) -> str:
 
 
 class LiveFeed:
-    def __init__(self, app: AuditApplication, signer: EventSigner | None) -> None:
+    def __init__(self, app: AuditApplication, signer: NkeySigner | None) -> None:
         self.app = app
         self.signer = signer
         self.nc: Any = None

@@ -1,7 +1,8 @@
 """Connecting to NATS as one identity: its NKEY, its own reply inbox, TLS with the right CA.
 
 Every process connects through :func:`connect` with the identity the bus policy
-(:mod:`shared.bus.identities`) knows it by. A refused identity fails at once with a clear
+(:mod:`shared.bus.identities`) knows it by, and signs its requests with the same key
+(:mod:`shared.bus.callers`). A refused identity fails at once with a clear
 message (retrying a wrong key does not make it right); an unreachable server is retried while
 it starts. Once connected, the client reconnects forever.
 """
@@ -19,7 +20,9 @@ import nats
 from nats.aio.client import Client
 
 from shared import metrics
+from shared.bus.callers import sign_requests
 from shared.bus.identities import inbox_prefix
+from shared.bus.signing import NkeySigner
 from shared.logs import TRANSITION
 from shared.settings import Settings
 
@@ -102,6 +105,8 @@ async def connect(settings: Settings, identity: str, *, name: str | None = None,
             )
             nc.options["allow_reconnect"] = True  # from now on: reconnect forever
             nc.options["max_reconnect_attempts"] = -1
+            if "nkeys_seed_str" in options:  # its requests are signed with the same key
+                sign_requests(nc, NkeySigner.from_seed(str(options["nkeys_seed_str"]).encode()))
             watch.connected(nc)
             return nc
         except Exception as exc:  # the server may not be up yet

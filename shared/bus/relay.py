@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 
 from shared import metrics
 from shared.application import ServiceApplication
-from shared.bus.signing import EventSigner
+from shared.bus.signing import NkeySigner
 from shared.concurrency import in_thread
 from shared.contracts import EventEnvelope
 from shared.health import Heartbeat
@@ -43,7 +43,7 @@ class OutboxRelay:
         poll_seconds: float = 2.0,
         ack_seconds: float = 5.0,
         after_publish: Callable[[int], Awaitable[None]] | None = None,
-        signer: EventSigner | None = None,
+        signer: NkeySigner | None = None,
     ) -> None:
         self.app = app
         self.signer = signer

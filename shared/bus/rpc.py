@@ -25,8 +25,9 @@ from nats.micro.service import Service
 from pydantic import BaseModel, ValidationError
 
 from shared import context, deadlines, metrics
+from shared.bus.callers import CallerCheck, claimed_caller
 from shared.data_keys import Erased
-from shared.errors import DataErased, IntegrityFailed, RekeyError
+from shared.errors import CallerUnverified, DataErased, IntegrityFailed, RekeyError
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,16 @@ class InFlight:
         return not self.tasks
 
 
+def _caller(callers: CallerCheck | None, request: Request) -> str | None:
+    reply = request._msg.reply
+    if callers is None:
+        return claimed_caller(reply)
+    return callers.caller(request.subject, request.data, reply, request.headers)
+
+
 async def serve_endpoints(nc: Client, service: str, endpoints: dict[str, Endpoint],
-                          in_flight: InFlight | None = None) -> Service:
+                          in_flight: InFlight | None = None,
+                          callers: CallerCheck | None = None) -> Service:
     """The service's endpoints as a NATS micro service, one queue group per service.
 
     Each endpoint keeps its subject ``rekey.rpc.<service>.<command>``; ``$SRV.PING``,
@@ -151,7 +160,8 @@ async def serve_endpoints(nc: Client, service: str, endpoints: dict[str, Endpoin
     processing times measure the hand-off to :class:`InFlight`; ``rekey_request_seconds``
     measures the work). Replies keep the ``ok``/``error`` body, so every request is answered
     and counted as such; each endpoint's stats ``data`` counts its answers by outcome: ``ok``
-    or the error code (``{"ok": 12, "not_found": 1}``).
+    or the error code (``{"ok": 12, "not_found": 1}``). ``callers``: whose signed requests
+    are acted on (:mod:`shared.bus.callers`; None only on a bus without keys).
     """
     in_flight = in_flight or InFlight()
     outcomes: dict[str, Counter[str]] = {name: Counter() for name in endpoints}
@@ -167,9 +177,15 @@ async def serve_endpoints(nc: Client, service: str, endpoints: dict[str, Endpoin
             request: Request, endpoint: Endpoint = endpoint, counts: Counter[str] = outcomes[name],
             name: str = name,
         ) -> None:
-            with context.acting(context.from_request(request._msg.reply, request.headers)), \
-                    metrics.timed(metrics.REQUEST_SECONDS, service=service, endpoint=name):
-                reply = await dispatch(endpoint, request.data, request.headers)
+            try:
+                caller = _caller(callers, request)
+            except CallerUnverified as exc:
+                log.warning("%s.%s refused: %s", service, name, exc)
+                reply: dict[str, Any] = {"ok": False, "error": exc.to_dict()}
+            else:
+                with context.acting(context.from_request(caller, request.headers)), \
+                        metrics.timed(metrics.REQUEST_SECONDS, service=service, endpoint=name):
+                    reply = await dispatch(endpoint, request.data, request.headers)
             outcome = "ok" if reply["ok"] else reply["error"]["code"]
             counts[outcome] += 1
             if not reply["ok"]:

@@ -55,13 +55,14 @@ def public_key_bytes(public_key: str) -> bytes:
 
 
 @dataclass(frozen=True)
-class EventSigner:
-    """Signs one service's published events with its NKEY."""
+class NkeySigner:
+    """Signs with one identity's NKEY: a service's published events, a caller's requests
+    (:mod:`shared.bus.callers`)."""
 
     keypair: nkeys.KeyPair
 
     @classmethod
-    def from_seed(cls, seed: bytes) -> EventSigner:
+    def from_seed(cls, seed: bytes) -> NkeySigner:
         return cls(nkeys.from_seed(seed))
 
     @property
@@ -108,12 +109,12 @@ class SignatureCheck:
             raise ForgedEvent("bad signature") from None
 
 
-def signer_for(settings: Settings, service: str) -> EventSigner | None:
+def signer_for(settings: Settings, service: str) -> NkeySigner | None:
     """The service's signer, or None on a bus without keys (a development server)."""
     if not settings.nats_keys_dir:
         return None
     seed = (Path(settings.nats_keys_dir) / f"{service}.nk").read_bytes().strip()
-    return EventSigner.from_seed(seed)
+    return NkeySigner.from_seed(seed)
 
 
 def check_for(settings: Settings) -> SignatureCheck | None:

@@ -18,7 +18,7 @@ from rekey.stack.natsd import EmbeddedNats
 from rekey.stack.ports import free_port
 from shared.bus.connection import BusRefused, connect
 from shared.bus.identities import IDENTITIES
-from shared.bus.signing import EventSigner, ForgedEvent, SignatureCheck
+from shared.bus.signing import ForgedEvent, NkeySigner, SignatureCheck
 from shared.contracts.envelope import STREAM_NAME
 from shared.settings import SERVICES, Settings
 
@@ -171,9 +171,9 @@ def test_a_rotated_service_key_signs_and_both_keys_are_trusted_until_the_old_is_
     tmp_path: Path,
 ) -> None:
     bus_init(str(tmp_path))
-    old = EventSigner.from_seed((tmp_path / "credentials.nk").read_bytes().strip())
+    old = NkeySigner.from_seed((tmp_path / "credentials.nk").read_bytes().strip())
     bus_init(str(tmp_path), "--rotate", "credentials")
-    new = EventSigner.from_seed((tmp_path / "credentials.nk").read_bytes().strip())
+    new = NkeySigner.from_seed((tmp_path / "credentials.nk").read_bytes().strip())
     subject, data = "rekey.events.credentials.PasswordIssued", b"{}"
 
     during = SignatureCheck.from_folder(tmp_path)

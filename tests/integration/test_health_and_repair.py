@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rekey.cli.status import gather_status, republish_all
 from rekey.stack.ports import free_port
 from shared import deadlines
+from shared.bus.callers import signed_headers
 from shared.contracts.envelope import STREAM_NAME
 from shared.errors import Conflict, Unavailable
 from shared.settings import SERVICES
@@ -208,9 +209,10 @@ async def test_a_request_whose_caller_stopped_waiting_is_not_carried_out(system:
     await start_all(system)
     await system.provision()
     request = {"name": "Jane Doe", "email": USER_EMAIL, "username": USER, "reason": "new phone"}
+    subject, data = "rekey.rpc.ticketing.request_reset", json.dumps(request).encode()
     reply = await system._nc.request(
-        "rekey.rpc.ticketing.request_reset", json.dumps(request).encode(), timeout=5,
-        headers=deadlines.header(-5))  # the caller's timeout ended five seconds ago
+        subject, data, timeout=5, headers={**signed_headers(system._nc, subject, data),
+                                           **deadlines.header(-5)})  # ended 5 s ago
     answer = json.loads(reply.data)
     assert answer["error"]["code"] == "deadline_exceeded"
     assert "nothing was changed" in answer["error"]["message"]

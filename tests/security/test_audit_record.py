@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.bus.signing import EventSigner
+from shared.bus.signing import NkeySigner
 from shared.contracts.envelope import EventEnvelope
 from shared.settings import SERVICES
 from tests.conftest import connect_as
@@ -57,7 +57,7 @@ async def test_a_forged_approval_never_becomes_a_row_of_the_audit_record(system:
     unsigned, wrong_key = backdated_approval(777_777), backdated_approval(777_778)
     await _publish(system, unsigned, {})
     data = wrong_key.model_dump_json().encode()
-    consent = EventSigner.from_seed(system.nats.keys.seed("consent"))  # type: ignore[union-attr]
+    consent = NkeySigner.from_seed(system.nats.keys.seed("consent"))  # type: ignore[union-attr]
     await _publish(system, wrong_key, consent.headers(wrong_key.bus_subject, data))
 
     await eventually(lambda: system.runtimes["audit"].consumer.refused >= 2,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from rekey.stack.buskeys import BusKeys
-from shared.bus.signing import EventSigner
+from shared.bus.signing import NkeySigner
 from shared.contracts.envelope import EventEnvelope
 from tests.conftest import connect_as
 from tests.integration.conftest import AGENT, USER, System, eventually, start_all
@@ -71,7 +71,7 @@ async def test_an_approval_signed_with_another_services_key_is_refused(system: S
     await system.provision()
     envelope = forged_approval()
     data = envelope.model_dump_json().encode()
-    wrong = EventSigner.from_seed(_keys(system).seed("consent"))
+    wrong = NkeySigner.from_seed(_keys(system).seed("consent"))
     await _publish(system, envelope, wrong.headers(envelope.bus_subject, data))
     await _refused_by_both(system)
 
@@ -80,7 +80,7 @@ async def test_a_signature_copied_onto_changed_bytes_is_refused(system: System) 
     await start_all(system)
     await system.provision()
     envelope = forged_approval()
-    genuine = EventSigner.from_seed(_keys(system).seed("ticketing"))
+    genuine = NkeySigner.from_seed(_keys(system).seed("ticketing"))
     headers = genuine.headers(envelope.bus_subject, envelope.model_dump_json().encode())
     tampered = envelope.model_copy(update={"body": {**envelope.body, "agent": "mallory"}})
     await _publish(system, tampered, headers)
@@ -92,7 +92,7 @@ async def test_an_event_published_under_another_services_subject_is_refused(syst
     await start_all(system)
     await system.provision()
     envelope = forged_approval().model_copy(update={"source": "consent"})
-    signer = EventSigner.from_seed(_keys(system).seed("consent"))
+    signer = NkeySigner.from_seed(_keys(system).seed("consent"))
     subject = "rekey.events.ticketing.ResetApproved"
     await _publish(system, envelope, signer.headers(subject, envelope.model_dump_json().encode()),
                    subject=subject)

@@ -8,8 +8,8 @@ from rekey.stack.buskeys import new_seed
 from shared.bus.signing import (
     SIGNATURE_HEADER,
     SIGNER_HEADER,
-    EventSigner,
     ForgedEvent,
+    NkeySigner,
     SignatureCheck,
     public_key_bytes,
 )
@@ -19,12 +19,12 @@ DATA = b'{"name": "ResetApproved"}'
 
 
 @pytest.fixture
-def ticketing() -> EventSigner:
-    return EventSigner.from_seed(new_seed())
+def ticketing() -> NkeySigner:
+    return NkeySigner.from_seed(new_seed())
 
 
 @pytest.fixture
-def check(ticketing: EventSigner) -> SignatureCheck:
+def check(ticketing: NkeySigner) -> SignatureCheck:
     return SignatureCheck({"ticketing": frozenset([ticketing.public_key])})
 
 
@@ -38,7 +38,7 @@ def test_an_unsigned_event_is_refused(check) -> None:
 
 
 def test_a_key_not_listed_for_the_source_is_refused(check) -> None:
-    stranger = EventSigner.from_seed(new_seed())
+    stranger = NkeySigner.from_seed(new_seed())
     with pytest.raises(ForgedEvent, match="not a key of ticketing"):
         check.check("ticketing", SUBJECT, DATA, stranger.headers(SUBJECT, DATA))
 
@@ -58,7 +58,7 @@ def test_a_garbled_signature_is_refused_not_a_crash(ticketing, check) -> None:
 
 
 def test_during_a_rotation_both_keys_are_trusted(ticketing) -> None:
-    new = EventSigner.from_seed(new_seed())
+    new = NkeySigner.from_seed(new_seed())
     check = SignatureCheck({"ticketing": frozenset([ticketing.public_key, new.public_key])})
     for signer in (ticketing, new):
         check.check("ticketing", SUBJECT, DATA, signer.headers(SUBJECT, DATA))

@@ -266,6 +266,7 @@ def test_every_stable_code_comes_back_as_the_class_that_declared_it():
         "locked": errors.Locked, "unavailable": errors.Unavailable,
         "rate_limited": errors.RateLimited, "integrity_failed": errors.IntegrityFailed,
         "erased": errors.DataErased, "deadline_exceeded": errors.DeadlineExceeded,
+        "caller_unverified": errors.CallerUnverified,
     }
 
     assert codes == errors.ERRORS_BY_CODE

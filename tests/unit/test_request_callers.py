@@ -1,0 +1,96 @@
+"""Which requests a service acts on: those its caller's bus key signed (shared.bus.callers)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from rekey.stack.buskeys import BusKeys, new_seed, public_key
+from shared.bus.callers import CallerCheck, claimed_caller
+from shared.bus.signing import NkeySigner
+from shared.errors import CallerUnverified
+
+SUBJECT = "rekey.rpc.ticketing.approve"
+BODY = b'{"ticket": "HD-1"}'
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> BusKeys:
+    return BusKeys.create(tmp_path / "bus", identities=("portal", "operator"))
+
+
+def _signer(keys: BusKeys, identity: str) -> NkeySigner:
+    return NkeySigner.from_seed(keys.seed(identity))
+
+
+def test_the_caller_is_the_identity_whose_inbox_and_key_agree(keys: BusKeys) -> None:
+    check = CallerCheck(keys.folder)
+    headers = _signer(keys, "portal").headers(SUBJECT, BODY)
+    assert check.caller(SUBJECT, BODY, "_INBOX_portal.abc.1", headers) == "portal"
+
+
+@pytest.mark.parametrize("reply", [None, "", "reply.to.me", "_INBOX_.x", "_INBOX_portal/x.y"])
+def test_a_request_that_names_no_callers_inbox_is_refused(keys: BusKeys, reply) -> None:
+    headers = _signer(keys, "portal").headers(SUBJECT, BODY)
+    with pytest.raises(CallerUnverified):
+        CallerCheck(keys.folder).caller(SUBJECT, BODY, reply, headers)
+
+
+def test_the_portals_key_cannot_speak_for_the_operator(keys: BusKeys) -> None:
+    headers = _signer(keys, "portal").headers(SUBJECT, BODY)
+    with pytest.raises(CallerUnverified, match="not operator's"):
+        CallerCheck(keys.folder).caller(SUBJECT, BODY, "_INBOX_operator.x", headers)
+
+
+def test_an_unsigned_request_is_refused(keys: BusKeys) -> None:
+    with pytest.raises(CallerUnverified, match="not signed"):
+        CallerCheck(keys.folder).caller(SUBJECT, BODY, "_INBOX_portal.x", {})
+
+
+def test_a_signature_moved_to_another_subject_or_body_is_refused(keys: BusKeys) -> None:
+    check = CallerCheck(keys.folder)
+    headers = _signer(keys, "operator").headers(SUBJECT, BODY)
+    with pytest.raises(CallerUnverified, match="does not match"):
+        check.caller("rekey.rpc.ticketing.reject", BODY, "_INBOX_operator.x", headers)
+    with pytest.raises(CallerUnverified, match="does not match"):
+        check.caller(SUBJECT, b'{"ticket": "HD-2"}', "_INBOX_operator.x", headers)
+
+
+def test_an_identity_without_a_public_key_here_cannot_call(keys: BusKeys) -> None:
+    stranger = NkeySigner.from_seed(new_seed())
+    with pytest.raises(CallerUnverified):
+        CallerCheck(keys.folder).caller(SUBJECT, BODY, "_INBOX_stranger.x",
+                                        stranger.headers(SUBJECT, BODY))
+
+
+def test_a_rotated_key_is_trusted_without_a_restart_and_the_retired_one_is_not(
+    keys: BusKeys,
+) -> None:
+    check = CallerCheck(keys.folder)
+    old = _signer(keys, "portal")
+    assert check.caller(SUBJECT, BODY, "_INBOX_portal.x", old.headers(SUBJECT, BODY)) == "portal"
+    keys.rotate("portal")
+    _touch_later(keys.public_file("portal"))
+    new = _signer(keys, "portal")
+    assert check.caller(SUBJECT, BODY, "_INBOX_portal.x", new.headers(SUBJECT, BODY)) == "portal"
+    assert check.caller(SUBJECT, BODY, "_INBOX_portal.x", old.headers(SUBJECT, BODY)) == "portal"
+    keys.retire("portal")
+    _touch_later(keys.public_file("portal"))
+    with pytest.raises(CallerUnverified):
+        check.caller(SUBJECT, BODY, "_INBOX_portal.x", old.headers(SUBJECT, BODY))
+    assert public_key(keys.seed("portal")) in check.keys("portal")
+
+
+def _touch_later(path: Path) -> None:
+    """A file rewritten within the same clock tick keeps its mtime on some file systems."""
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+
+
+def test_the_inbox_names_its_identity() -> None:
+    assert claimed_caller("_INBOX_operator.Ab3.17") == "operator"
+    assert claimed_caller("_INBOX_operator") == "operator"
+    assert claimed_caller("_INBOX_") is None
+    assert claimed_caller("elsewhere") is None
