@@ -51,7 +51,7 @@ from shared.contracts.credentials import (
 )
 from shared.contracts.ticketing import ticket_number
 from shared.contracts.verification import MethodRegistered
-from shared.errors import AuthenticationFailed, NotAllowed, NotFound, RateLimited
+from shared.errors import AuthenticationFailed, InvalidRequest, NotAllowed, NotFound, RateLimited
 from shared.indexes import AggregateLog, save_backfill, unlogged
 from shared.masking import mask_email
 from shared.rate_limits import SlidingWindow
@@ -154,6 +154,7 @@ class TicketingApplication(ProofMethods, ServiceApplication):
         it is the address on file (by digest), never to another address (no backscatter).
         ``by_mail_from``: the sender domain of an intake mail, which also counts against the
         intake's limits (all or nothing with the others)."""
+        self._check_arrived_as_said(cmd, by_mail_from)
         answered = self.idempotency.replay("request_reset", cmd)
         if answered is not None:  # a retry: the first answer, nothing filed again
             return answered
@@ -210,6 +211,14 @@ class TicketingApplication(ProofMethods, ServiceApplication):
         for alert in alerts:
             self.send_alert(alert)
         return answer
+
+    @staticmethod
+    def _check_arrived_as_said(cmd: RequestReset, by_mail_from: str | None) -> None:
+        """Only the mail intake files a request as ``email`` (a bus caller's claim would put a
+        false channel on the ticket the agent and the auditor read)."""
+        if cmd.channel == "email" and by_mail_from is None:
+            raise InvalidRequest("channel: only the help desk's mail intake files a request by "
+                                 "mail; use 'api' or 'web'.")
 
     def _acknowledge_to(self, cmd: RequestReset, file: AccountFile, verified: bool,
                         acknowledge: bool) -> str | None:

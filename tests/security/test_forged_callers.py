@@ -16,6 +16,7 @@ import pytest
 from shared.bus.callers import signed_headers
 from shared.bus.connection import connect
 from shared.client import RekeyClient
+from shared.errors import InvalidRequest
 from shared.waiting import eventually
 from tests.conftest import connect_as
 from tests.integration.conftest import USER, USER_EMAIL, System, start_all
@@ -107,3 +108,17 @@ async def test_each_request_is_recorded_with_the_identity_that_signed_it(system:
     assert requested.context is not None
     assert (requested.context.caller, requested.context.channel) == ("portal", "portal")
 
+
+async def test_a_bus_caller_cannot_file_a_request_as_if_it_came_by_mail(system: System) -> None:
+    """The ticket's channel is what the agent and the auditor read: only the mail intake files
+    one as ``email``; over the bus the claim is refused and nothing is filed."""
+    await start_all(system)
+    await system.provision()
+    portal = await connect(system.settings, "portal", name="attacker-portal", attempts=3)
+    try:
+        with pytest.raises(InvalidRequest, match="only the help desk's mail intake"):
+            await RekeyClient(portal, timeout=10).call("ticketing", "request_reset", **REQUEST,
+                                                       channel="email")
+    finally:
+        await portal.close()
+    assert "ResetRequested" not in system.event_names("ticketing")
