@@ -10,9 +10,10 @@ stamps the current context on every event it records, as the private attribute `
 (encrypted with the event's other state), and the envelope carries it as ``context`` and
 ``causation_id``.
 
-What a caller says (its session id, its channel) is recorded as said: the bus permissions
-already limit who may call what, the caller's identity is verified by its signature, and the
-principal, when there is one, is verified.
+What a caller says (its session id, its channel) is recorded as said, within what its identity
+may say (the portal: ``portal`` or ``console``): the bus permissions already limit who may call
+what, the caller's identity is verified by its signature, and the principal, when there is
+one, is verified.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ CHANNEL_HEADER = "Rekey-Channel"
 # The channel a caller's bus identity implies, unless its principal says more precisely.
 CHANNEL_OF_IDENTITY = {"portal": "portal", "operator": "cli", "auditor": "cli", "device": "app"}
 CHANNELS = frozenset({"portal", "console", "cli", "mail", "api", "app", "system"})
+# What each of those identities may state in ``Rekey-Channel``: the portal serves two kinds of
+# page; the others are what their identity implies, whatever they state. (An identity not
+# listed, such as the tests' inspector, may state any channel.)
+STATED_CHANNELS = {"portal": frozenset({"portal", "console"}), "operator": frozenset({"cli"}),
+                   "auditor": frozenset({"cli"}), "device": frozenset({"app"})}
 
 _current: ContextVar[ActionContext | None] = ContextVar("rekey_action_context", default=None)
 _outgoing: ContextVar[dict[str, str] | None] = ContextVar("rekey_outgoing_context", default=None)
@@ -65,7 +71,7 @@ def from_request(caller: str | None, headers: dict[str, str] | None) -> ActionCo
     :mod:`shared.bus.callers`), and what it says of its session and channel."""
     headers = headers or {}
     channel = headers.get(CHANNEL_HEADER)
-    if channel not in CHANNELS:
+    if channel not in STATED_CHANNELS.get(caller or "", CHANNELS):
         channel = CHANNEL_OF_IDENTITY.get(caller or "", "api")
     session = (headers.get(SESSION_HEADER) or "")[:64] or None
     return ActionContext(channel=channel, caller=caller, session_id=session)

@@ -10,6 +10,7 @@ import pytest
 from rekey.stack.buskeys import BusKeys, new_seed, public_key
 from shared.bus.callers import CallerCheck, claimed_caller
 from shared.bus.signing import NkeySigner
+from shared.context import CHANNEL_HEADER, from_request
 from shared.errors import CallerUnverified
 
 SUBJECT = "rekey.rpc.ticketing.approve"
@@ -94,3 +95,19 @@ def test_the_inbox_names_its_identity() -> None:
     assert claimed_caller("_INBOX_operator") == "operator"
     assert claimed_caller("_INBOX_") is None
     assert claimed_caller("elsewhere") is None
+
+
+@pytest.mark.parametrize(("caller", "stated", "recorded"), [
+    ("portal", "console", "console"),
+    ("portal", "portal", "portal"),
+    ("portal", "cli", "portal"),  # the portal cannot pass its requests off as the command line
+    ("operator", "console", "cli"),  # nor the command line as the help-desk pages
+    ("operator", None, "cli"),
+    ("device", "portal", "app"),
+    ("auditor", "mail", "cli"),
+    ("inspector", "console", "console"),  # an identity outside the table (tests) states any
+    ("inspector", "nonsense", "api"),
+])
+def test_a_caller_states_only_a_channel_its_identity_may_use(caller, stated, recorded) -> None:
+    headers = {CHANNEL_HEADER: stated} if stated else {}
+    assert from_request(caller, headers).channel == recorded
