@@ -111,3 +111,9 @@ def test_the_inbox_names_its_identity() -> None:
 def test_a_caller_states_only_a_channel_its_identity_may_use(caller, stated, recorded) -> None:
     headers = {CHANNEL_HEADER: stated} if stated else {}
     assert from_request(caller, headers).channel == recorded
+
+
+def test_a_signature_of_the_wrong_length_is_refused(keys: BusKeys) -> None:
+    headers = {**_signer(keys, "portal").headers(SUBJECT, BODY), "Rekey-Signature": "c2hvcnQ="}
+    with pytest.raises(CallerUnverified, match="does not match"):
+        CallerCheck(keys.folder).caller(SUBJECT, BODY, "_INBOX_portal.x", headers)
