@@ -87,7 +87,12 @@ class CallerCheck:
         if not signer or not signature:
             raise CallerUnverified(f"This request is not signed by {identity}'s bus key, so "
                                    "nothing was done.")
-        key = self.keys(identity).get(signer)
+        keys = self.keys(identity)
+        if not keys:
+            raise CallerUnverified(f"This service has no public key for {identity} "
+                                   f"({identity}{PUBLIC_SUFFIX} in its bus keys folder), so it "
+                                   "acts on none of its requests.")
+        key = keys.get(signer)
         if key is None:
             raise CallerUnverified(f"This request is signed with a key that is not "
                                    f"{identity}'s, so nothing was done.")

@@ -61,7 +61,7 @@ def test_a_signature_moved_to_another_subject_or_body_is_refused(keys: BusKeys) 
 
 def test_an_identity_without_a_public_key_here_cannot_call(keys: BusKeys) -> None:
     stranger = NkeySigner.from_seed(new_seed())
-    with pytest.raises(CallerUnverified):
+    with pytest.raises(CallerUnverified, match=r"no public key for stranger \(stranger.pub in"):
         CallerCheck(keys.folder).caller(SUBJECT, BODY, "_INBOX_stranger.x",
                                         stranger.headers(SUBJECT, BODY))
 
