@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import secrets
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from services.verification import push, totp
 from shared.client import RekeyClient
+from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import InvalidRequest, NotFound
 
 
@@ -46,10 +46,9 @@ class Account:
     def push_capable(self) -> bool:
         return bool(self.device_id and self.private_key and self.method_id)
 
-    def code(self, now: float | None = None) -> str:
-        return pyotp.TOTP(self.secret, digits=self.digits, interval=self.period).at(
-            now if now is not None else time.time()
-        )
+    def code(self, now: float) -> str:
+        """The code at ``now`` (seconds since the epoch, on the phone's clock)."""
+        return pyotp.TOTP(self.secret, digits=self.digits, interval=self.period).at(now)
 
     def key(self) -> Ed25519PrivateKey:
         if not self.private_key:
@@ -74,9 +73,13 @@ def parse_uri(uri: str) -> tuple[Account, str | None]:
 
 
 class Authenticator:
-    def __init__(self, path: Path | str, client: RekeyClient | None = None) -> None:
+    def __init__(self, path: Path | str, client: RekeyClient | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        """``clock``: the phone's time, for its codes and the ``signed_at`` of what it signs
+        (a test gives the services' clock, so moving time moves the phone's too)."""
         self.path = Path(path)
         self.client = client
+        self.clock = clock
 
     # --- the file ----------------------------------------------------------------------------
     def accounts(self) -> list[Account]:
@@ -107,7 +110,7 @@ class Authenticator:
             device_id = f"d-{secrets.token_hex(8)}"
             fields = {
                 "username": account.account_name, "method_id": account.method_id,
-                "signed_at": int(time.time()), "device_id": device_id,
+                "signed_at": int(self.clock.time()), "device_id": device_id,
                 "activation_code": activation, "public_key": push.public_key_text(key),
                 "device_name": device_name,
             }
@@ -125,12 +128,12 @@ class Authenticator:
 
     # --- codes and push ----------------------------------------------------------------------
     def codes(self, now: float | None = None) -> list[tuple[Account, str, int]]:
-        moment = time.time() if now is None else now
+        moment = self.clock.time() if now is None else now
         return [(a, a.code(moment), int(a.period - moment % a.period)) for a in self.accounts()]
 
     def _signed(self, account: Account, purpose: str, **fields: Any) -> dict[str, Any]:
         body = {"username": account.account_name, "method_id": account.method_id,
-                "device_id": account.device_id, "signed_at": int(time.time()), **fields}
+                "device_id": account.device_id, "signed_at": int(self.clock.time()), **fields}
         return {**body, "signature": push.sign(account.key(), purpose, body)}
 
     async def pending(self) -> list[dict[str, Any]]:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
+from datetime import timedelta
 from pathlib import Path
 
 import pyotp
 import pytest
 
 from rekey.authenticator.app import Authenticator, parse_uri
-from shared.clock import ManualClock
+from shared.clock import SYSTEM_CLOCK, Clock, ManualClock
 from shared.errors import AuthenticationFailed, Conflict, Expired, InvalidRequest, RekeyError
 from shared.tokens import all_issuers, issue_token
 from tests.integration.conftest import USER, System, start_verification
@@ -19,12 +19,14 @@ def token_for(system: System, username: str = USER) -> str:
     return issue_token(all_issuers(system.settings), username, "password")
 
 
-async def registered_with_push(system: System, tmp_path: Path, username: str = USER):
-    """Start app registration, activate the reference authenticator from the QR's URI."""
+async def registered_with_push(system: System, tmp_path: Path, username: str = USER,
+                               clock: Clock = SYSTEM_CLOCK):
+    """Start app registration, activate the reference authenticator from the QR's URI
+    (``clock``: the phone's)."""
     token = token_for(system, username)
     registration = await system.call("verification", "start_app_registration", username=username,
                                      token=token)
-    phone = Authenticator(tmp_path / f"{username}.json", system.client)
+    phone = Authenticator(tmp_path / f"{username}.json", system.client, clock)
     account = await phone.activate(registration["otpauth_uri"])
     return token, registration, phone, account
 
@@ -133,7 +135,7 @@ async def test_an_expired_challenge_cannot_be_approved(system: System, tmp_path:
     system.settings.push_ttl_seconds = 1
     clock = ManualClock()
     await start_verification(system, clock)
-    token, _, phone, account = await registered_with_push(system, tmp_path)
+    token, _, phone, account = await registered_with_push(system, tmp_path, clock=clock)
     shown = await try_it_out(system, token)
     clock.advance(1.3)
 
@@ -150,7 +152,7 @@ async def test_an_expired_challenge_cannot_be_approved(system: System, tmp_path:
 async def test_an_expired_sign_in_request_says_so_in_plain_words(system: System, tmp_path: Path):
     clock = ManualClock()
     await start_verification(system, clock)
-    token, _, phone, _ = await registered_with_push(system, tmp_path)
+    token, _, phone, _ = await registered_with_push(system, tmp_path, clock=clock)
     shown = await try_it_out(system, token)
     await phone.approve(shown["challenge_id"], shown["number"])
     sign_in = await system.call("verification", "start_challenge", username=USER, token=token)
@@ -166,21 +168,15 @@ async def test_an_expired_sign_in_request_says_so_in_plain_words(system: System,
 async def test_a_device_request_signed_too_long_ago_is_refused(system: System, tmp_path: Path):
     clock = ManualClock()
     await start_verification(system, clock)
-    token, _, phone, account = await registered_with_push(system, tmp_path)
+    token, _, phone, account = await registered_with_push(system, tmp_path, clock=clock)
     shown = await try_it_out(system, token)
     answer = phone.response(account, shown["challenge_id"], "approve", shown["number"])
 
-    # The service's time five minutes and a second after the phone signed (the phone signs on
-    # the real clock, which moved on while the test set up: advancing by a fixed 301 s would
-    # leave the signature younger than five minutes on a slow machine).
-    clock.advance(answer["signed_at"] + 301 - clock.time())
-
+    clock.advance(301)  # sent five minutes and a second after the phone signed it
     with pytest.raises(AuthenticationFailed, match="too old"):
         await phone.send(answer)
-    # The phone signs its next request on the real clock too, later still (seconds later on a
-    # loaded machine, when it was younger than five minutes on the service's clock): move the
-    # service's time to five minutes and a second after now, as the request is signed now.
-    clock.advance(max(0.0, time.time() + 301 - clock.time()))
+    # A phone whose clock stands more than five minutes behind: what it signs now is too old.
+    phone.clock = ManualClock(start=clock.now() - timedelta(seconds=301))
     with pytest.raises(AuthenticationFailed, match="too old"):
         await phone.pending()
 
