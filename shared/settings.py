@@ -288,7 +288,7 @@ class Settings(BaseSettings):
     push_number_digits: int = Field(
         2, ge=2, le=6, description="Digits of the push number to match (6 per NIST SP 800-63B-4)"
     )
-    push_ttl_seconds: int = Field(120, ge=1, description="Life of a push challenge")
+    push_ttl_seconds: int = Field(120, ge=1, le=86400, description="Life of a push challenge")
     push_max_wrong: int = Field(3, ge=1, description="Wrong numbers that kill a push challenge")
     push_limit_per_user: int = Field(
         5, ge=1, description="Push requests per user per push window (against push bombing)"
@@ -300,17 +300,18 @@ class Settings(BaseSettings):
         10, ge=1, description="Security info: adding, removing a method or changing the default "
         "needs a sign-in method checked within this time (else the default method is asked again)"
     )
-    phone_code_minutes: int = Field(10, ge=1, description="Validity of a code sent by text or call")
+    phone_code_minutes: int = Field(10, ge=1, le=1440,
+                                    description="Validity of a code sent by text or call")
     call_mode: Literal["press_pound", "read_code"] = Field(
         "press_pound", description="Voice calls: press # to approve, or read out a code to type"
     )
     send_limit_per_user: int = Field(
-        10, ge=1, description="Texts/calls per user per send window (a setup, two resends and "
+        10, ge=1, le=50, description="Texts/calls per user per send window (a setup, two resends and "
         "several sign-ins fit)")
     send_limit_per_number: int = Field(
         8, ge=1, description="Texts/calls per phone number per send window, whoever asks (a "
         "setup, two resends and several sign-ins fit)")
-    send_window_minutes: int = Field(15, ge=1, description="The send rate limits' window")
+    send_window_minutes: int = Field(15, ge=1, le=1440, description="The send rate limits' window")
     phone_regions: str = Field(
         "", description="Regions (ISO codes, comma-separated) a phone may be in; empty: the whole "
         "phone country list"

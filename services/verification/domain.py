@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -42,6 +42,12 @@ APP_CHANNEL = "app"
 PENDING, VERIFIED, FAILED, DENIED, SUPERSEDED = "pending", "verified", "failed", "denied", "superseded"
 IDENTITY_PROOF = "identity_proof"  # a push the help desk sent to prove who is on the phone
 CODE_DIGITS = 6  # every code a person types: the app's TOTP codes and the codes sent
+# Which challenges an enrollment's state keeps: those of the last day, at most the latest 100.
+# A challenge lives minutes, and no rule counts back further or more (the settings cap the
+# send window at a day and the sends in it at 50). Every sign-in issues one, so without these
+# an enrollment grew for as long as it was used (its events stay, all of them).
+CHALLENGES_KEPT_FOR = timedelta(hours=24)
+CHALLENGES_KEPT = 100
 
 
 # --- how codes are kept: keyed hashes, compared in constant time --------------------------------
@@ -412,6 +418,7 @@ class Enrollment(UserAggregate):
         code_hash: str | None = None,
         context: dict[str, str] | None = None,
     ) -> None:
+        self._forget_old_challenges(issued_at)
         method = self.methods[method_id]
         for old_id in method.challenges:  # a new code or request replaces the one before
             old = self.issued.get(old_id)
@@ -429,6 +436,19 @@ class Enrollment(UserAggregate):
             challenge_id, method_id, kind, purpose, issued_at, expires_at, code_hash,
             dict(context or {}),
         )
+
+    def _forget_old_challenges(self, now: datetime | None) -> None:
+        """Before a new challenge: drop from the state (not the store) those issued a day
+        before it, and the oldest beyond :data:`CHALLENGES_KEPT` with the new one."""
+        cutoff = now - CHALLENGES_KEPT_FOR if now is not None else None
+        beyond = len(self.issued) + 1 - CHALLENGES_KEPT
+        old = {key for n, (key, c) in enumerate(self.issued.items())
+               if n < beyond or (cutoff and c.issued_at is not None and c.issued_at < cutoff)}
+        if not old:
+            return
+        self.issued = {key: c for key, c in self.issued.items() if key not in old}
+        for method in self.methods.values():
+            method.challenges = [key for key in method.challenges if key not in old]
 
     def verify(
         self, method_id: str, challenge_id: str, step: int | None,

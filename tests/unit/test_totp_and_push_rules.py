@@ -304,3 +304,32 @@ def test_an_ended_challenge_is_told_in_the_words_of_the_page_that_waits_for_it(
     kind: str, state: str, purpose: str, said: str
 ):
     assert presenter.status_message(kind, state, purpose) == said
+
+
+# --- what an enrollment keeps of its challenges --------------------------------------------------
+def test_an_enrollment_keeps_a_day_of_challenges_and_its_events_keep_them_all():
+    """Every sign-in issues a challenge: the state keeps those of the last day (the longest a
+    challenge lives or a send window counts back), so it does not grow with years of use."""
+    e = with_phone()
+    for n in range(1, 6):  # five texts in the first hour
+        e.issue_challenge(f"s{n + 1}", "p1", PHONE, "sign_in", kind=SMS,
+                          issued_at=T0 + timedelta(minutes=10 * n),
+                          expires_at=T0 + timedelta(minutes=10 * n + 10), code_hash="h")
+    assert e.sends_since(T0) == 6
+    e.issue_challenge("next-day", "p1", PHONE, "sign_in", kind=SMS,
+                      issued_at=T0 + timedelta(hours=25),
+                      expires_at=T0 + timedelta(hours=25, minutes=10), code_hash="h")
+    assert list(e.issued) == ["next-day"] and e.methods["p1"].challenges == ["next-day"]
+    assert e.sends_since(T0) == 1
+    assert names(e).count("ChallengeIssued") == 6  # nothing of the record lost
+
+
+def test_an_enrollment_keeps_at_most_its_latest_hundred_challenges():
+    e = with_phone()
+    for n in range(250):
+        e.issue_challenge(f"c{n}", "p1", PHONE, "sign_in", kind=SMS,
+                          issued_at=T0 + timedelta(seconds=n),
+                          expires_at=T0 + timedelta(seconds=n + 600), code_hash="h")
+    assert list(e.issued) == [f"c{n}" for n in range(150, 250)]
+    assert e.methods["p1"].challenges == [f"c{n}" for n in range(150, 250)]
+    assert e.latest_challenge("p1", (SMS,)).challenge_id == "c249"
