@@ -309,7 +309,7 @@ class Settings(BaseSettings):
         10, ge=1, le=50, description="Texts/calls per user per send window (a setup, two resends and "
         "several sign-ins fit)")
     send_limit_per_number: int = Field(
-        8, ge=1, description="Texts/calls per phone number per send window, whoever asks (a "
+        8, ge=1, le=50, description="Texts/calls per phone number per send window, whoever asks (a "
         "setup, two resends and several sign-ins fit)")
     send_window_minutes: int = Field(15, ge=1, le=1440, description="The send rate limits' window")
     phone_regions: str = Field(

@@ -28,6 +28,7 @@ from services.verification.domain import (
     Device,
     Enrollment,
     Method,
+    PhoneSends,
 )
 from services.verification.phone import PhonePolicy
 from shared.application import ServiceApplication
@@ -74,7 +75,8 @@ class VerificationBase(ServiceApplication):
     # request replaying 1,600 events. A snapshot every 20 events bounds the replay, and the
     # state keeps a day of challenges (CHALLENGES_KEPT_FOR). Snapshots are a cache, sealed and
     # bound like events (docs/architecture.md).
-    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Enrollment: 20}
+    # A phone number's sends (the per-number limit) grow the same way, a text at a time.
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Enrollment: 20, PhoneSends: 20}
     system_events = frozenset({
         "MethodsRevoked", "MethodLocked", "CodeDispatched", "CodeDeliveryFailed", "CallBackFailed",
         "MethodChallengeFailed",

@@ -48,6 +48,7 @@ CODE_DIGITS = 6  # every code a person types: the app's TOTP codes and the codes
 # an enrollment grew for as long as it was used (its events stay, all of them).
 CHALLENGES_KEPT_FOR = timedelta(hours=24)
 CHALLENGES_KEPT = 100
+SENDS_KEPT = 50  # a number's latest sends, all the per-number limit counts (capped at 50)
 
 
 # --- how codes are kept: keyed hashes, compared in constant time --------------------------------
@@ -728,7 +729,7 @@ class PhoneSends(Aggregate):
     @event("PhoneSendCounted")
     def count(self, at: datetime) -> None:
         self.sends.append(at)
-        del self.sends[:-50]
+        del self.sends[:-SENDS_KEPT]
 
 
 # Fields added since events were first stored (shared/upcasting.py).

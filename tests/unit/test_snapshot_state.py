@@ -9,7 +9,7 @@ from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import JSONTranscoder
 
 from services.verification.base import VerificationBase
-from services.verification.domain import APP, PHONE, PUSH, SMS, Enrollment
+from services.verification.domain import APP, PHONE, PUSH, SMS, Enrollment, PhoneSends
 from tests.unit.recorded import T0
 
 
@@ -41,3 +41,19 @@ def test_an_enrollment_with_every_kind_of_state_comes_back_from_its_snapshot_as_
 
 def _state(aggregate: object) -> dict[str, object]:
     return {k: v for k, v in vars(aggregate).items() if k != "_pending_events"}
+
+
+def test_a_phone_numbers_sends_come_back_from_their_snapshot_and_keep_the_latest_fifty():
+    sends = PhoneSends(phone_hash="h")
+    for n in range(60):
+        sends.count(at=T0 + timedelta(minutes=n))
+    transcoder = JSONTranscoder()
+    VerificationBase.register_transcodings(VerificationBase.__new__(VerificationBase), transcoder)
+
+    snapshot = Snapshot.take(sends)
+    state = transcoder.decode(transcoder.encode(snapshot.state))
+    restored = Snapshot(originator_id=snapshot.originator_id,
+                        originator_version=snapshot.originator_version,
+                        timestamp=snapshot.timestamp, topic=snapshot.topic, state=state).mutate(None)
+    assert restored.sends == [T0 + timedelta(minutes=n) for n in range(10, 60)]
+    assert restored.since(T0 + timedelta(minutes=50)) == 10
