@@ -110,14 +110,26 @@ class CallerCheck:
         path = self.folder / f"{identity}{PUBLIC_SUFFIX}"
         try:
             changed = os.stat(path).st_mtime_ns
+            cached = self._keys.get(identity)
+            if cached is None or cached[0] != changed:
+                cached = self._keys[identity] = (changed, _read_keys(path))
         except OSError:
             return {}
-        cached = self._keys.get(identity)
-        if cached is None or cached[0] != changed:
-            lines = (line.strip() for line in path.read_text().splitlines())
-            cached = self._keys[identity] = (
-                changed, {k: VerifyKey(public_key_bytes(k)) for k in lines if k})
         return cached[1]
+
+
+def _read_keys(path: Path) -> dict[str, VerifyKey]:
+    """The NKEY public keys a ``.pub`` file lists, one per line; a line that is not one is
+    skipped with a warning (it trusts nobody)."""
+    keys = {}
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            keys[line.strip()] = VerifyKey(public_key_bytes(line.strip()))
+        except ValueError:
+            log.warning("%s: a line that is not an NKEY public key, ignored", path.name)
+    return keys
 
 
 def caller_check_for(settings: Settings) -> CallerCheck | None:

@@ -117,3 +117,12 @@ def test_a_signature_of_the_wrong_length_is_refused(keys: BusKeys) -> None:
     headers = {**_signer(keys, "portal").headers(SUBJECT, BODY), "Rekey-Signature": "c2hvcnQ="}
     with pytest.raises(CallerUnverified, match="does not match"):
         CallerCheck(keys.folder).caller(SUBJECT, BODY, "_INBOX_portal.x", headers)
+
+
+def test_a_line_that_is_not_a_public_key_trusts_nobody_and_the_others_still_count(
+    keys: BusKeys,
+) -> None:
+    path = keys.public_file("portal")
+    path.write_text("not a key\n" + path.read_text())
+    headers = _signer(keys, "portal").headers(SUBJECT, BODY)
+    assert CallerCheck(keys.folder).caller(SUBJECT, BODY, "_INBOX_portal.x", headers) == "portal"
