@@ -444,7 +444,8 @@ class Enrollment(UserAggregate):
         cutoff = now - CHALLENGES_KEPT_FOR if now is not None else None
         beyond = len(self.issued) + 1 - CHALLENGES_KEPT
         old = {key for n, (key, c) in enumerate(self.issued.items())
-               if n < beyond or (cutoff and c.issued_at is not None and c.issued_at < cutoff)}
+               if n < beyond or (cutoff is not None and c.issued_at is not None
+                                 and c.issued_at < cutoff)}
         if not old:
             return
         self.issued = {key: c for key, c in self.issued.items() if key not in old}
