@@ -34,6 +34,15 @@ def test_a_mail_that_takes_too_long_to_read_is_refused():
         parse_bounded(nested(60, text_lines=5000), **{**LIMITS, "max_seconds": 1e-6})
 
 
+def test_a_mail_read_whole_in_one_step_is_never_refused_for_time():
+    """The budget stops a parse that goes on; a small mail is read in one step, so a pause of
+    the host during it (CPU time charged to the thread) cannot have it quarantined."""
+    small = nested(3)
+    assert len(small) < 4096
+    message = parse_bounded(small, **{**LIMITS, "max_seconds": 0.0})
+    assert message.get_body(preferencelist=("plain",)).get_content().startswith("MFA reset")
+
+
 def test_a_mail_with_too_many_parts_side_by_side_is_refused_before_it_is_parsed():
     parts = "\r\n--b\r\n".join("Content-Type: text/plain\r\n\r\nMFA reset" for _ in range(101))
     wide = ('From: x@example.org\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
