@@ -33,18 +33,20 @@ from shared.settings import AUDIT, PROCESSES, Settings, new_key
 
 DOCUMENT = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.json"
 REF = "#/components/schemas/{model}"
-
-
-
 # What every request carries beside its body: who signed it (shared.bus.callers).
-REQUEST_HEADERS = {"type": "object", "required": [SIGNER_HEADER, SIGNATURE_HEADER],
-                   "properties": {
-    SIGNER_HEADER: {"type": "string", "description":
-                    "The caller's NKEY public key, listed in <keys dir>/<identity>.pub for the "
-                    "identity its reply inbox names"},
-    SIGNATURE_HEADER: {"type": "string", "description":
-                       "Its Ed25519 signature over the subject and the payload (base64); a "
-                       "request without a valid one is answered caller_unverified"}}}
+REQUEST_HEADERS = {
+    "type": "object",
+    "required": [SIGNER_HEADER, SIGNATURE_HEADER],
+    "properties": {
+        SIGNER_HEADER: {"type": "string", "description":
+                        "The caller's NKEY public key, listed in <keys dir>/<identity>.pub for "
+                        "the identity its reply inbox names"},
+        SIGNATURE_HEADER: {"type": "string", "description":
+                           "Its Ed25519 signature over the subject and the payload (base64); a "
+                           "request without a valid one is answered caller_unverified"},
+    },
+}
+
 
 def wirings() -> dict[str, Wiring]:
     """Each service's wiring, built on a throw-away SQLite folder (nothing is served)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,6 +55,31 @@ def public_key_bytes(public_key: str) -> bytes:
     return raw[1:33]
 
 
+@functools.lru_cache(maxsize=256)
+def _verify_key(public_key: str) -> VerifyKey:
+    """A signer's key parsed once (its checksum checked), in libsodium's form: half OpenSSL's
+    time to verify here, and every consumer checks every event, every service every request."""
+    return VerifyKey(public_key_bytes(public_key))
+
+
+def signature_holds(signer: str, signature: str, subject: str, data: bytes) -> bool:
+    """Whether ``signature`` (base64) is ``signer``'s over ``subject`` and ``data``; a key or
+    signature that does not even parse does not hold."""
+    try:
+        _verify_key(signer).verify(signed_bytes(subject, data),
+                                   base64.b64decode(signature, validate=True))
+    except (ValueError, binascii.Error, BadSignatureError):
+        return False
+    return True
+
+
+def listed_keys(path: Path) -> frozenset[str]:
+    """The NKEY public keys a ``.pub`` file lists, one per line (none if it is absent)."""
+    if not path.exists():
+        return frozenset()
+    return frozenset(line.strip() for line in path.read_text().splitlines() if line.strip())
+
+
 @dataclass(frozen=True)
 class NkeySigner:
     """Signs with one identity's NKEY: a service's published events, a caller's requests
@@ -82,19 +108,11 @@ class SignatureCheck:
 
     def __init__(self, trusted: Mapping[str, frozenset[str]]) -> None:
         self.trusted = {source: frozenset(keys) for source, keys in trusted.items()}
-        # Each key parsed once (its checksum checked), in libsodium's form: half OpenSSL's time
-        # to verify here, and every consumer checks every event it reads.
-        self._keys: dict[str, VerifyKey] = {}
 
     @classmethod
     def from_folder(cls, folder: Path) -> SignatureCheck:
-        trusted: dict[str, frozenset[str]] = {}
-        for service in SERVICES:
-            path = folder / f"{service}{PUBLIC_SUFFIX}"
-            if path.exists():
-                keys = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-                trusted[service] = frozenset(keys)
-        return cls(trusted)
+        return cls({service: listed_keys(folder / f"{service}{PUBLIC_SUFFIX}")
+                    for service in SERVICES if (folder / f"{service}{PUBLIC_SUFFIX}").exists()})
 
     def check(self, source: str, subject: str, data: bytes,
               headers: Mapping[str, str] | None) -> None:
@@ -105,12 +123,8 @@ class SignatureCheck:
             raise ForgedEvent("unsigned")
         if signer not in self.trusted.get(source, frozenset()):
             raise ForgedEvent(f"signed by {signer[:12]}..., not a key of {source}")
-        try:
-            key = self._keys.get(signer) or self._keys.setdefault(
-                signer, VerifyKey(public_key_bytes(signer)))
-            key.verify(signed_bytes(subject, data), base64.b64decode(signature, validate=True))
-        except (ValueError, binascii.Error, BadSignatureError):
-            raise ForgedEvent("bad signature") from None
+        if not signature_holds(signer, signature, subject, data):
+            raise ForgedEvent("bad signature")
 
 
 def signer_for(settings: Settings, service: str) -> NkeySigner | None:
