@@ -59,6 +59,12 @@ class ManualClock:
         with self._lock:
             self._offset += seconds
 
+    def advance_to(self, moment: datetime) -> None:
+        """Move on to ``moment`` (never back). For a rule measured from an event's timestamp:
+        events are stamped by the wall clock, which runs on while this one stands still."""
+        with self._lock:
+            self._offset = max(self._offset, (moment - self._start).total_seconds())
+
     def now(self) -> datetime:
         with self._lock:
             return self._start + timedelta(seconds=self._offset)
