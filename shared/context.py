@@ -45,6 +45,14 @@ def current() -> ActionContext | None:
     return _current.get()
 
 
+def came_through(channel: str) -> bool:
+    """Whether the request at hand came through that edge: the channel of its context, which
+    only what the verified caller may state sets (:func:`from_request`); a command body's own
+    claim is no evidence of it."""
+    found = _current.get()
+    return found is not None and found.channel == channel
+
+
 @contextlib.contextmanager
 def acting(context: ActionContext | None) -> Iterator[None]:
     """``context`` for the work done inside (and the worker threads it starts)."""

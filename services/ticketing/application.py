@@ -214,11 +214,15 @@ class TicketingApplication(ProofMethods, ServiceApplication):
 
     @staticmethod
     def _check_arrived_as_said(cmd: RequestReset, by_mail_from: str | None) -> None:
-        """Only the mail intake files a request as ``email`` (a bus caller's claim would put a
-        false channel on the ticket the agent and the auditor read)."""
+        """Only the mail intake files a request as ``email``, and only the portal's web form
+        as ``web`` (a bus caller's claim would put a false channel on the ticket the agent and
+        the auditor read, and a web request's acknowledgement goes to the address on file)."""
         if cmd.channel == "email" and by_mail_from is None:
             raise InvalidRequest("channel: only the help desk's mail intake files a request by "
-                                 "mail; use 'api' or 'web'.")
+                                 "mail; use 'api'.")
+        if cmd.channel == "web" and not context.came_through("portal"):
+            raise InvalidRequest("channel: only the portal's web form files a request as "
+                                 "'web'; use 'api'.")
 
     def _acknowledge_to(self, cmd: RequestReset, file: AccountFile, verified: bool,
                         acknowledge: bool) -> str | None:

@@ -49,7 +49,8 @@ def test_a_second_agent_approves_a_privileged_reset_and_the_person_cancels_it(
                  principal=running.operator())
     running.invite(SECOND, SECOND_PASSWORD, "second@example.org", "Second Agent")
     number = running.call("ticketing", "request_reset", name="Chief Finance", email=CFO_EMAIL,
-                          username=CFO, reason="New phone", channel="web")["ticket_number"]
+                          username=CFO, reason="New phone", channel="web",
+                          identity="portal")["ticket_number"]
     running.prove_identity(number, running.agent_principal(), privileged=True)  # 4 of 3 points
 
     # The first agent approves: a privileged account needs a second agent, and is told so.

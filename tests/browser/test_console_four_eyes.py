@@ -53,7 +53,8 @@ def test_a_second_agent_sees_approve_and_finishes_a_four_eyes_reset(running, bro
                  display_name="Sam Lee", principal=running.operator())
     running.invite(SECOND, SECOND_PASSWORD, "second@example.org", "Second Agent")
     number = running.call("ticketing", "request_reset", name="Sam Lee", email=USER_EMAIL,
-                          username=USER, reason="New phone", channel="web")["ticket_number"]
+                          username=USER, reason="New phone", channel="web",
+                          identity="portal")["ticket_number"]
     running.prove_identity(number, running.agent_principal())  # in the console: test_console_identity_proofs
 
     # The first agent approves: only the approval is recorded.

@@ -39,7 +39,8 @@ def test_an_agent_runs_proofs_and_then_can_approve(running, browser, shot, axe):
                  display_name="Robin Hale", principal=running.operator())
     until(lambda: running.ticketing_knows(USER), "ticketing to know the account")
     running.call("ticketing", "request_reset", name="Robin Hale", email=USER_EMAIL,
-                 username=USER, reason="New phone", channel="web")
+                 username=USER, reason="New phone", channel="web",
+                 identity="portal")
     # The console's sign-in: the password, then the code (each screen checked)
     desk = browser.new_context(viewport=running.desk, base_url=running.url).new_page()
     desk.goto("/console/sign-in")
@@ -76,7 +77,8 @@ def test_a_manager_approves_through_the_signed_link_once(running, browser, shot,
     running.call("credentials", "register_account", username=MANAGED, email="kim@example.org",
                  display_name="Kim Ito", manager_email=MANAGER, principal=running.operator())
     running.call("ticketing", "request_reset", name="Kim Ito", email="kim@example.org",
-                 username=MANAGED, reason="Lost phone", channel="web")
+                 username=MANAGED, reason="Lost phone", channel="web",
+                 identity="portal")
     desk = console(browser, running, running.agent, running.agent_password)
     number = open_ticket_of(desk, MANAGED)
     start = "Start: Approval by the manager on file (signed link by mail)"

@@ -8,7 +8,7 @@ while the others keep going.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,9 +18,11 @@ from rekey.stack.inprocess import InProcessServices
 from rekey.stack.mailsink import MailSink
 from rekey.stack.natsd import EmbeddedNats
 from rekey.stack.proofs import prove_by_mail_and_id, prove_by_manager
+from shared import context
 from shared.bus.connection import connect
 from shared.client import RekeyClient
 from shared.clock import SYSTEM_CLOCK, Clock, ManualClock
+from shared.contracts.envelope import ActionContext
 from shared.principals import issuer_for, operator_principal
 from shared.settings import SERVICES, Settings
 from shared.waiting import StillWaiting
@@ -176,6 +178,15 @@ async def start_all(system: System, **options: Any) -> None:
     for name in SERVICES:
         await system.start(name, **options)
 
+
+@contextlib.contextmanager
+def from_the_web_form() -> Iterator[None]:
+    """Requests filed as channel ``web`` come from the portal's web form: ticketing refuses the
+    claim from any other edge. Sets what the portal's edge sets, for a call over the bus (the
+    channel header) and for an application called in-process (the context)."""
+    with context.calling_as(channel="portal", session_id=None), \
+            context.acting(ActionContext(channel="portal", caller="portal")):
+        yield
 
 async def provisioned_on_a_manual_clock(system: System) -> ManualClock:
     """Credentials and ticketing started on one clock the test advances, accounts provisioned."""

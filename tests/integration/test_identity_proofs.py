@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     USER_EMAIL,
     System,
     eventually,
+    from_the_web_form,
     start_all,
 )
 
@@ -30,8 +31,9 @@ PHONE = "+15085550142"
 
 
 async def request(system: System, username: str = USER, email: str = USER_EMAIL) -> str:
-    ticket = await system.call("ticketing", "request_reset", name="Jane Doe", email=email,
-                               username=username, reason="lost my phone", channel="web")
+    with from_the_web_form():
+        ticket = await system.call("ticketing", "request_reset", name="Jane Doe", email=email,
+                                   username=username, reason="lost my phone", channel="web")
     return str(ticket["ticket_number"])
 
 

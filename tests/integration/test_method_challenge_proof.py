@@ -10,7 +10,7 @@ import pytest
 
 from rekey.authenticator.app import Authenticator
 from shared.errors import NotAllowed
-from tests.integration.conftest import USER, USER_EMAIL, System, eventually, start_all
+from tests.integration.conftest import USER, USER_EMAIL, System, eventually, from_the_web_form, start_all
 from tests.integration.test_push_number_matching import registered_with_push, try_it_out
 
 
@@ -26,8 +26,9 @@ async def with_surviving_push_method(system: System, tmp_path: Path) -> Authenti
 
 
 async def request(system: System) -> str:
-    ticket = await system.call("ticketing", "request_reset", name="Jane Doe", email=USER_EMAIL,
-                               username=USER, reason="forgot my password", channel="web")
+    with from_the_web_form():
+        ticket = await system.call("ticketing", "request_reset", name="Jane Doe", email=USER_EMAIL,
+                                   username=USER, reason="forgot my password", channel="web")
     return str(ticket["ticket_number"])
 
 

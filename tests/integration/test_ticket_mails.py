@@ -5,14 +5,15 @@ once, through the real SMTP sink, however often the service restarts."""
 from __future__ import annotations
 
 from shared.caught import latest_mail_to, list_mails
-from tests.integration.conftest import USER, USER_EMAIL, System, eventually, start_all
+from tests.integration.conftest import USER, USER_EMAIL, System, eventually, from_the_web_form, start_all
 
 IMPOSTOR = "jane.doe.new@attacker.example"
 
 
 async def web_request(system: System, email: str = USER_EMAIL, username: str = USER) -> dict:
-    return await system.call("ticketing", "request_reset", name="Jane Doe", email=email,
-                             username=username, reason="new phone", channel="web")
+    with from_the_web_form():
+        return await system.call("ticketing", "request_reset", name="Jane Doe", email=email,
+                                 username=username, reason="new phone", channel="web")
 
 
 def ticket_events(system: System, number: str) -> list[str]:
@@ -100,8 +101,10 @@ async def test_an_intent_left_by_a_stop_is_sent_once_at_start_and_never_again(sy
     from services.ticketing.commands import RejectReset, RequestReset
 
     offline = TicketingApplication(app_settings)
-    number = offline.request_reset(RequestReset(name="Jane Doe", email=USER_EMAIL, username=USER,
-                                                reason="new phone", channel="web"))["ticket_number"]
+    with from_the_web_form():
+        number = offline.request_reset(RequestReset(
+            name="Jane Doe", email=USER_EMAIL, username=USER, reason="new phone",
+            channel="web"))["ticket_number"]
     offline.reject(RejectReset(ticket=number, principal=system.principal(), reason="no answer"))
     offline.close()
     await system.start("ticketing")

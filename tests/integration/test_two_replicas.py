@@ -14,7 +14,15 @@ from services.ticketing.application import TicketingApplication
 from services.ticketing.commands import RejectReset, RequestReset
 from shared.bus import republish
 from shared.caught import list_mails
-from tests.integration.conftest import AGENT, USER, USER_EMAIL, System, eventually, start_all
+from tests.integration.conftest import (
+    AGENT,
+    USER,
+    USER_EMAIL,
+    System,
+    eventually,
+    from_the_web_form,
+    start_all,
+)
 
 USERS = [(f"replica.user{i}@masspasrr.org", f"replica.user{i}@example.org") for i in range(6)]
 
@@ -97,8 +105,10 @@ async def test_intents_left_open_are_sent_once_when_two_processes_start_together
     await system.stop("ticketing")
     # The mails' intents recorded while nothing sends them (a stop between saving and sending).
     offline = TicketingApplication(system.settings)
-    number = offline.request_reset(RequestReset(name="Jane Doe", email=USER_EMAIL, username=USER,
-                                                reason="new phone", channel="web"))["ticket_number"]
+    with from_the_web_form():
+        number = offline.request_reset(RequestReset(
+            name="Jane Doe", email=USER_EMAIL, username=USER, reason="new phone",
+            channel="web"))["ticket_number"]
     offline.reject(RejectReset(ticket=number, principal=system.principal(), reason="no answer"))
     offline.close()
 
@@ -116,8 +126,9 @@ async def test_intents_left_open_are_sent_once_when_two_processes_start_together
     await system.kill(on_duty[0])
     await eventually(lambda: system.runtimes[standby].duties.held, timeout=10,
                      what="the standby to take the duties over")
-    again = await system.call("ticketing", "request_reset", name="Jane Doe", email=USER_EMAIL,
-                              username=USER, reason="lost phone", channel="web")
+    with from_the_web_form():
+        again = await system.call("ticketing", "request_reset", name="Jane Doe", email=USER_EMAIL,
+                                  username=USER, reason="lost phone", channel="web")
     app = system.app(standby)
     await eventually(lambda: app.relay_position() == app.max_notification_id(),
                      what="the process that took over to relay")

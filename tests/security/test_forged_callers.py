@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from shared import context
 from shared.bus.callers import signed_headers
 from shared.bus.connection import connect
 from shared.client import RekeyClient
@@ -122,3 +123,34 @@ async def test_a_bus_caller_cannot_file_a_request_as_if_it_came_by_mail(system: 
     finally:
         await portal.close()
     assert "ResetRequested" not in system.event_names("ticketing")
+
+
+async def test_an_operator_cannot_file_a_request_as_if_it_came_from_the_web_form(
+        system: System) -> None:
+    """``web`` on a ticket says the person used the portal's form (and its acknowledgement goes
+    to the address on file): over the bus only the portal's edge may say so. The operator's
+    command line claiming it, even with the portal's channel header, is refused and nothing is
+    filed; the portal's own request is filed as ``web``."""
+    await start_all(system)
+    await system.provision()
+    operator = await connect(system.settings, "operator", name="operator", attempts=3)
+    try:
+        with pytest.raises(InvalidRequest, match="only the portal's web form"):
+            await RekeyClient(operator, timeout=10).call("ticketing", "request_reset", **REQUEST,
+                                                         channel="web")
+        with context.calling_as(channel="portal", session_id=None), \
+                pytest.raises(InvalidRequest, match="only the portal's web form"):
+            await RekeyClient(operator, timeout=10).call("ticketing", "request_reset", **REQUEST,
+                                                         channel="web")
+    finally:
+        await operator.close()
+    assert "ResetRequested" not in system.event_names("ticketing")
+    portal = await connect(system.settings, "portal", name="portal", attempts=3)
+    try:
+        await RekeyClient(portal, timeout=10).call("ticketing", "request_reset", **REQUEST,
+                                                   channel="web")
+    finally:
+        await portal.close()
+    [requested] = [e for e in system.app("ticketing").envelopes() if e.name == "ResetRequested"]
+    assert requested.body["channel"] == "web"
+    assert requested.context is not None and requested.context.caller == "portal"

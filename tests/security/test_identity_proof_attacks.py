@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.caught import latest_call_to, list_calls
 from shared.errors import AuthenticationFailed, NotAllowed
-from tests.integration.conftest import USER, USER_EMAIL, System, eventually, start_all
+from tests.integration.conftest import USER, USER_EMAIL, System, eventually, from_the_web_form, start_all
 from tests.integration.test_identity_proofs import register, start_manager_proof
 
 pytestmark = pytest.mark.security
@@ -22,9 +22,11 @@ ATTACKER = "+15085550199"
 
 async def file_request(system: System, username: str = USER, email: str = USER_EMAIL,
                        **extra) -> str:
-    ticket = await system.call("ticketing", "request_reset", name="Jane Doe", email=email,
-                               username=username, reason=f"lost my phone, call me on {ATTACKER}",
-                               channel="web", **extra)
+    with from_the_web_form():
+        ticket = await system.call("ticketing", "request_reset", name="Jane Doe", email=email,
+                                   username=username,
+                                   reason=f"lost my phone, call me on {ATTACKER}",
+                                   channel="web", **extra)
     return str(ticket["ticket_number"])
 
 

@@ -17,7 +17,16 @@ from services.ticketing.detection import (
 )
 from services.verification import totp
 from shared.caught import latest_mail_to, list_mails
-from tests.integration.conftest import AGENT, AGENT_PASSWORD, USER, USER_EMAIL, System, eventually, start_all
+from tests.integration.conftest import (
+    AGENT,
+    AGENT_PASSWORD,
+    USER,
+    USER_EMAIL,
+    System,
+    eventually,
+    from_the_web_form,
+    start_all,
+)
 from tests.integration.test_reset_over_the_bus import NEW_PASSWORD, temporary_password
 from tests.security.test_sign_in_abuse import portal_for, post_form
 
@@ -35,9 +44,10 @@ async def started(system: System) -> None:
 
 async def request(system: System, client: dict[str, str] | None, username: str = USER,
                   email: str = USER_EMAIL) -> dict[str, Any]:
-    return await system.call("ticketing", "request_reset", name="Jane Doe", email=email,
-                             username=username, reason="lost my phone", channel="web",
-                             client=client)
+    with from_the_web_form():
+        return await system.call("ticketing", "request_reset", name="Jane Doe", email=email,
+                                 username=username, reason="lost my phone", channel="web",
+                                 client=client)
 
 
 async def reset_then_register(system: System, request_from: dict[str, str],
