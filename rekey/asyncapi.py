@@ -42,8 +42,10 @@ REQUEST_HEADERS = {
                         "The caller's NKEY public key, listed in <keys dir>/<identity>.pub for "
                         "the identity its reply inbox names"},
         SIGNATURE_HEADER: {"type": "string", "description":
-                           "Its Ed25519 signature over the subject and the payload (base64); a "
-                           "request without a valid one is answered caller_unverified"},
+                           "Its Ed25519 signature (base64) over the subject, the payload's "
+                           "SHA-256 and the Rekey-Channel and Rekey-Session headers it states "
+                           "(shared.bus.callers.request_material); a request without a valid "
+                           "one is answered caller_unverified"},
     },
 }
 

@@ -46,10 +46,8 @@ class RekeyClient:
         return {str(e["name"]) for e in json.loads(reply.data).get("endpoints") or []}
 
     async def _request(self, service: str, subject: str, data: bytes) -> Msg:
-        headers = {
-            **(outgoing_headers() or {}),  # the portal's channel and session reference, if any
-            **signed_headers(self.nc, subject, data),  # who calls (shared.bus.callers)
-        }
+        stated = outgoing_headers() or {}  # the portal's channel and session reference, if any
+        headers = {**stated, **signed_headers(self.nc, subject, data, stated)}  # who calls
         for attempt in range(NO_RESPONDER_RETRIES + 1):
             self._check_bus()
             try:

@@ -5,8 +5,9 @@ and a service records that identity as the caller of what it does. But nats-serv
 the subjects a client subscribes to, not the reply subject it names on a request (nats-server
 discussion #8924): a compromised portal could name the operator's inbox and be recorded as
 the operator's command line. So each request carries a signature made with the caller's NKEY
-seed (the key it connected with) over the subject and the body, in the same headers signed
-events use (:mod:`shared.bus.signing`), and a service acts on a request only when the key is
+seed (the key it connected with) over the subject, the body and the context headers a
+service records (``Rekey-Channel``, ``Rekey-Session``: :func:`request_material`), in the same
+headers signed events use (:mod:`shared.bus.signing`), and a service acts on a request only when the key is
 one that ``<keys dir>/<identity>.pub`` lists for the identity the inbox names. Anything else
 is answered ``caller_unverified`` and nothing is done.
 
@@ -18,6 +19,8 @@ libsodium (PyNaCl, which nkeys signs with): twice as fast as OpenSSL's Ed25519 h
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import weakref
@@ -35,10 +38,14 @@ from shared.bus.signing import (
     listed_keys,
     signature_holds,
 )
+from shared.context import CHANNEL_HEADER, SESSION_HEADER
 from shared.errors import CallerUnverified
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# The context headers a request's signature covers (what a service records of its caller).
+SIGNED_CONTEXT = (CHANNEL_HEADER, SESSION_HEADER)
 
 INBOX_START = inbox_prefix("")  # "_INBOX_": what follows, up to the first dot, is the identity
 
@@ -50,10 +57,22 @@ def sign_requests(nc: Client, signer: NkeySigner) -> None:
     _signers[nc] = signer
 
 
-def signed_headers(nc: Client, subject: str, data: bytes) -> dict[str, str]:
-    """The headers that sign a request ``nc`` sends (none on a bus without keys)."""
+def request_material(data: bytes, headers: Mapping[str, str] | None) -> bytes:
+    """What a request's signature covers beside its subject: the body and the context headers
+    it states (its channel and session reference, which the service records and the channel
+    rules read), so none can be changed, added or dropped after signing. The body's digest
+    comes first: of fixed length, no byte can move between the body and the headers."""
+    stated = {name: headers[name] for name in SIGNED_CONTEXT if headers and name in headers}
+    return (hashlib.sha256(data).digest()
+            + json.dumps(stated, sort_keys=True, separators=(",", ":")).encode())
+
+
+def signed_headers(nc: Client, subject: str, data: bytes,
+                   stated: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The headers that sign a request ``nc`` sends with the context headers ``stated``
+    (none on a bus without keys)."""
     signer = _signers.get(nc)
-    return signer.headers(subject, data) if signer is not None else {}
+    return signer.headers(subject, request_material(data, stated)) if signer is not None else {}
 
 
 def claimed_caller(reply: str | None) -> str | None:
@@ -91,7 +110,7 @@ class CallerCheck:
         if signer not in keys:
             raise CallerUnverified(f"This request is signed with a key that is not "
                                    f"{identity}'s, so nothing was done.")
-        if not signature_holds(signer, signature, subject, data):
+        if not signature_holds(signer, signature, subject, request_material(data, headers)):
             raise CallerUnverified("This request's signature does not match it, so nothing "
                                    "was done.")
         return identity

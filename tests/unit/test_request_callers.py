@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from rekey.stack.buskeys import BusKeys, new_seed, public_key
-from shared.bus.callers import CallerCheck, claimed_caller
+from shared.bus.callers import CallerCheck, claimed_caller, request_material
 from shared.bus.signing import NkeySigner
-from shared.context import CHANNEL_HEADER, from_request
+from shared.context import CHANNEL_HEADER, SESSION_HEADER, from_request
 from shared.errors import CallerUnverified
 
 SUBJECT = "rekey.rpc.ticketing.approve"
@@ -26,21 +26,27 @@ def _signer(keys: BusKeys, identity: str) -> NkeySigner:
     return NkeySigner.from_seed(keys.seed(identity))
 
 
+def signed_by(signer: NkeySigner, stated: dict[str, str] | None = None,
+              subject: str = SUBJECT, body: bytes = BODY) -> dict[str, str]:
+    """A request's headers as RekeyClient sends them: the context it states, and its signature."""
+    return {**(stated or {}), **signer.headers(subject, request_material(body, stated))}
+
+
 def test_the_caller_is_the_identity_whose_inbox_and_key_agree(keys: BusKeys) -> None:
     check = CallerCheck(keys.folder)
-    headers = _signer(keys, "portal").headers(SUBJECT, BODY)
+    headers = signed_by(_signer(keys, "portal"))
     assert check.caller(SUBJECT, BODY, "_INBOX_portal.abc.1", headers) == "portal"
 
 
 @pytest.mark.parametrize("reply", [None, "", "reply.to.me", "_INBOX_.x", "_INBOX_portal/x.y"])
 def test_a_request_that_names_no_callers_inbox_is_refused(keys: BusKeys, reply) -> None:
-    headers = _signer(keys, "portal").headers(SUBJECT, BODY)
+    headers = signed_by(_signer(keys, "portal"))
     with pytest.raises(CallerUnverified):
         CallerCheck(keys.folder).caller(SUBJECT, BODY, reply, headers)
 
 
 def test_the_portals_key_cannot_speak_for_the_operator(keys: BusKeys) -> None:
-    headers = _signer(keys, "portal").headers(SUBJECT, BODY)
+    headers = signed_by(_signer(keys, "portal"))
     with pytest.raises(CallerUnverified, match="not operator's"):
         CallerCheck(keys.folder).caller(SUBJECT, BODY, "_INBOX_operator.x", headers)
 
@@ -52,7 +58,7 @@ def test_an_unsigned_request_is_refused(keys: BusKeys) -> None:
 
 def test_a_signature_moved_to_another_subject_or_body_is_refused(keys: BusKeys) -> None:
     check = CallerCheck(keys.folder)
-    headers = _signer(keys, "operator").headers(SUBJECT, BODY)
+    headers = signed_by(_signer(keys, "operator"))
     with pytest.raises(CallerUnverified, match="does not match"):
         check.caller("rekey.rpc.ticketing.reject", BODY, "_INBOX_operator.x", headers)
     with pytest.raises(CallerUnverified, match="does not match"):
@@ -63,7 +69,7 @@ def test_an_identity_without_a_public_key_here_cannot_call(keys: BusKeys) -> Non
     stranger = NkeySigner.from_seed(new_seed())
     with pytest.raises(CallerUnverified, match=r"no public key for stranger \(stranger.pub in"):
         CallerCheck(keys.folder).caller(SUBJECT, BODY, "_INBOX_stranger.x",
-                                        stranger.headers(SUBJECT, BODY))
+                                        signed_by(stranger))
 
 
 def test_a_rotated_key_is_trusted_without_a_restart_and_the_retired_one_is_not(
@@ -71,16 +77,16 @@ def test_a_rotated_key_is_trusted_without_a_restart_and_the_retired_one_is_not(
 ) -> None:
     check = CallerCheck(keys.folder)
     old = _signer(keys, "portal")
-    assert check.caller(SUBJECT, BODY, "_INBOX_portal.x", old.headers(SUBJECT, BODY)) == "portal"
+    assert check.caller(SUBJECT, BODY, "_INBOX_portal.x", signed_by(old)) == "portal"
     keys.rotate("portal")
     _touch_later(keys.public_file("portal"))
     new = _signer(keys, "portal")
-    assert check.caller(SUBJECT, BODY, "_INBOX_portal.x", new.headers(SUBJECT, BODY)) == "portal"
-    assert check.caller(SUBJECT, BODY, "_INBOX_portal.x", old.headers(SUBJECT, BODY)) == "portal"
+    assert check.caller(SUBJECT, BODY, "_INBOX_portal.x", signed_by(new)) == "portal"
+    assert check.caller(SUBJECT, BODY, "_INBOX_portal.x", signed_by(old)) == "portal"
     keys.retire("portal")
     _touch_later(keys.public_file("portal"))
     with pytest.raises(CallerUnverified):
-        check.caller(SUBJECT, BODY, "_INBOX_portal.x", old.headers(SUBJECT, BODY))
+        check.caller(SUBJECT, BODY, "_INBOX_portal.x", signed_by(old))
     assert public_key(keys.seed("portal")) in check.keys("portal")
 
 
@@ -114,7 +120,7 @@ def test_a_caller_states_only_a_channel_its_identity_may_use(caller, stated, rec
 
 
 def test_a_signature_of_the_wrong_length_is_refused(keys: BusKeys) -> None:
-    headers = {**_signer(keys, "portal").headers(SUBJECT, BODY), "Rekey-Signature": "c2hvcnQ="}
+    headers = {**signed_by(_signer(keys, "portal")), "Rekey-Signature": "c2hvcnQ="}
     with pytest.raises(CallerUnverified, match="does not match"):
         CallerCheck(keys.folder).caller(SUBJECT, BODY, "_INBOX_portal.x", headers)
 
@@ -124,5 +130,21 @@ def test_a_line_that_is_not_a_public_key_trusts_nobody_and_the_others_still_coun
 ) -> None:
     path = keys.public_file("portal")
     path.write_text("not a key\n" + path.read_text())
-    headers = _signer(keys, "portal").headers(SUBJECT, BODY)
+    headers = signed_by(_signer(keys, "portal"))
     assert CallerCheck(keys.folder).caller(SUBJECT, BODY, "_INBOX_portal.x", headers) == "portal"
+
+
+def test_a_context_header_changed_added_or_dropped_after_signing_is_refused(keys: BusKeys) -> None:
+    """The channel and the session reference are recorded and read by the channel rules: the
+    signature covers them, so none can be swapped in on the way."""
+    check = CallerCheck(keys.folder)
+    stated = {CHANNEL_HEADER: "portal", SESSION_HEADER: "a1b2"}
+    headers = signed_by(_signer(keys, "portal"), stated)
+    assert check.caller(SUBJECT, BODY, "_INBOX_portal.x", headers) == "portal"
+    for changed in ({**headers, CHANNEL_HEADER: "console"}, {**headers, SESSION_HEADER: "ffff"},
+                    {k: v for k, v in headers.items() if k != SESSION_HEADER}):
+        with pytest.raises(CallerUnverified, match="does not match"):
+            check.caller(SUBJECT, BODY, "_INBOX_portal.x", changed)
+    unstated = signed_by(_signer(keys, "portal"))
+    with pytest.raises(CallerUnverified, match="does not match"):
+        check.caller(SUBJECT, BODY, "_INBOX_portal.x", {**unstated, CHANNEL_HEADER: "console"})
