@@ -47,6 +47,7 @@ from shared.health import (
 )
 from shared.logs import describe
 from shared.settings import Settings
+from shared.snapshot_tables import drop_old_snapshot_tables, old_snapshot_tables
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,13 @@ class HistoryQuery(BaseModel):
 class EraseUser(BaseModel):
     username: str
     principal: str  # the operator's, signed by the CLI with the operator's key
+
+
+class DropOldSnapshots(BaseModel):
+    """Drop this service's snapshot tables of code that no longer runs (``dry_run``: only
+    name them); :mod:`shared.snapshot_tables`."""
+
+    dry_run: bool = False
 
 
 class Republish(BaseModel):
@@ -161,6 +169,7 @@ class ServiceRuntime:
         endpoints[TREE_HEAD_COMMAND] = Endpoint(NoArguments, self._tree_head)
         endpoints[ERASE_COMMAND] = Endpoint(EraseUser, self._erase_user)
         endpoints["republish"] = Endpoint(Republish, self._republish)
+        endpoints["drop_old_snapshots"] = Endpoint(DropOldSnapshots, self._drop_old_snapshots)
         handlers = {key: _caused(self._waking(h)) for key, h in wiring.handlers.items()}
         self.consumer = EventConsumer(
             js,
@@ -391,6 +400,14 @@ class ServiceRuntime:
         assert self.relay is not None
         return await republish.republish(self.relay, self.wiring.app, command.start, command.limit,
                                          command.run)
+
+    async def _drop_old_snapshots(self, command: DropOldSnapshots) -> dict[str, Any]:
+        work = old_snapshot_tables if command.dry_run else drop_old_snapshot_tables
+        tables = await in_thread(work, self.wiring.app)
+        if tables and not command.dry_run:
+            log.warning("%s: dropped %d snapshot table(s) of earlier code: %s", self.wiring.name,
+                        len(tables), ", ".join(tables))
+        return {"tables": tables, "dropped": not command.dry_run}
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Graceful: stop taking work, let in-flight work finish, then close the store.

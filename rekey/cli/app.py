@@ -305,6 +305,30 @@ def repair_republish(
         console.print(f"{name}: {count} event(s) published again.")
 
 
+@repair.command("snapshots")
+def repair_snapshots(
+    service: Annotated[list[str] | None, typer.Option(help="Only this service (repeatable)")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only name the tables that would be dropped")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Drop each service's snapshot tables of earlier code (snapshots are a cache the running
+    code never reads once its code changed): run it once every replica runs the new version."""
+    from shared.settings import SERVICES
+
+    settings = settings_for(data_dir)
+    chosen = service or list(SERVICES)
+
+    async def work(client: Any) -> dict[str, Any]:
+        return {name: await client.call(name, "drop_old_snapshots", dry_run=dry_run)
+                for name in chosen}
+
+    for name, answer in over_the_bus(settings, "rekey-repair", work).items():
+        tables = answer["tables"]
+        verb = "would drop" if dry_run else "dropped"
+        listed = ": " + ", ".join(tables) if tables else ""
+        console.print(f"{name}: {verb} {len(tables)} old snapshot table(s){listed}", soft_wrap=True)
+
+
 @app.command()
 def serve(service: str, data_dir: DataDir = None) -> None:
     """Run one service in the foreground (what `rekey up` and the containers run)."""

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from shared.settings import PROCESSES
+from shared.settings import PROCESSES, SERVICES
 from shared.waiting import eventually
 from tests.e2e.test_supervision import Up, is_up, up  # noqa: F401 (the fixture)
 
@@ -55,3 +55,7 @@ async def test_nats_killed_every_process_logs_one_line_each_way_and_status_is_cl
     assert "ticketing:" in repaired.stdout and "published again" in repaired.stdout
     after = await eventually(lambda: healthy_report(up), what="status clean after the repair", timeout=60)
     assert all(after["services"][name]["gap"] == 0 for name in PROCESSES)
+    pruned = up.rekey("repair", "snapshots", "--dry-run")  # one code version: nothing old
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    for name in SERVICES:
+        assert f"{name}: would drop 0 old snapshot table(s)" in pruned.stdout, pruned.stdout

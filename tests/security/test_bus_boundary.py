@@ -341,3 +341,21 @@ async def test_a_compromised_portal_cannot_ask_whether_someone_accepted_the_agre
         assert mine["current"] is False
     finally:
         await portal.close()
+
+
+
+@pytest.mark.parametrize("identity", ["portal", "auditor", "device"])
+async def test_no_identity_but_the_operator_drops_snapshot_tables(system: System,
+                                                                  identity: str) -> None:
+    from tests.integration.test_old_snapshot_tables import OLD_FINGERPRINT, create, tables
+
+    await system.start("credentials")
+    prefix = system.app("credentials").recorder.events_table_name.removesuffix("_events")
+    create(system, "credentials", f"{prefix}_snapshots_{OLD_FINGERPRINT}")
+    before = tables(system, "credentials")
+    caller = await _as(system, identity)
+    try:
+        await _refused_request(caller, "rekey.rpc.credentials.drop_old_snapshots", {})
+    finally:
+        await caller.close()
+    assert tables(system, "credentials") == before
