@@ -12,8 +12,10 @@ Where the figures come from:
   costs four argon2id operations; measured again right before each concurrency level), the
   bare store commit rate (the bound of the pipeline: every event ends in a consumer's commit),
   bare JetStream publishes and bare request/reply;
-- the pipeline: relay -> JetStream -> durable consumer -> commit, between two services running
-  in this process on their own nats-server (``rekey bench pipeline`` measures the same);
+- the pipeline: relay -> JetStream -> durable consumer -> commit, from credentials to ticketing,
+  each a process as ``rekey up`` runs it (:func:`process_pipeline_rate`); ``rekey bench
+  pipeline`` measures the same between the two in one process (for a profiler), and the start
+  of a service over unswept events (``start_over_unswept_s``) is timed there;
 - everything else against the stack as ``rekey up`` runs it: nats-server, the mail sink, every
   service and the portal as separate processes (``rekey.stack.processes.Stack``) over the real
   bus; guided resets and sign-ins at a sweep of concurrency levels, TOTP checks one at a time,
@@ -239,6 +241,64 @@ def stack_environment(store: str) -> Iterator[tuple[dict[str, str], Path]]:
             yield env, folder
 
 
+async def process_pipeline_rate(store: str, count: int) -> float:
+    """Events/s from credentials' relay through JetStream to ticketing's durable consumer and
+    its commit, the two services as separate processes.
+
+    ``count`` accounts are stored while credentials is down, with ticketing already consuming;
+    then credentials starts and relays them. The clock runs from the last look (JetStream's
+    consumer info, every 5 ms) that found nothing delivered to ticketing yet to the first that
+    finds all acknowledged, so the process's own start is not in the figure
+    (``start_over_unswept_s`` is)."""
+    from rekey.stack.processes import Stack
+    from services.credentials.application import CredentialsApplication
+    from services.credentials.commands import RegisterAccount
+    from shared.bus.connection import connect
+    from shared.concurrency import in_thread
+    from shared.contracts.envelope import STREAM_NAME
+    from shared.principals import operator_principal
+    from shared.settings import Settings
+
+    with stack_environment(store) as (env, _):
+        settings = Settings()
+        stack = Stack(settings, env=env)
+        stack.nats.start()
+        stack.mail.start()
+        try:
+            stack.start_service("ticketing")
+            await stack.wait_healthy()
+            app = CredentialsApplication(settings)
+            operator = operator_principal(settings)
+            for i in range(count):
+                await in_thread(app.register_account, RegisterAccount(
+                    username=f"user{i}@masspasrr.org", email=f"user{i}@example.org",
+                    display_name="U", principal=operator))
+            app.close()
+            nc = await connect(settings, "operator", name="rekey-bench")
+            try:
+                js = nc.jetstream()
+                base = (await js.consumer_info(STREAM_NAME, "ticketing")).ack_floor.consumer_seq or 0
+                stack.start_service("credentials")
+                deadline = time.monotonic() + 60 + count / 10
+                quiet_at = time.perf_counter()  # the last look that found nothing delivered
+                while True:
+                    info = await js.consumer_info(STREAM_NAME, "ticketing")
+                    now = time.perf_counter()
+                    if (info.delivered.consumer_seq or 0) <= base:
+                        quiet_at = now
+                    elif (info.ack_floor.consumer_seq or 0) - base >= count and \
+                            not info.num_ack_pending:
+                        return count / (now - quiet_at)
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"ticketing did not consume {count} events in time; "
+                                           f"see {settings.data_dir}/logs")
+                    await asyncio.sleep(0.005)
+            finally:
+                await nc.close()
+        finally:
+            await asyncio.to_thread(stack.stop)
+
+
 async def stack_figures(store: str, size: Size, limits: dict[str, float], emit: Emit) -> None:
     from rekey.stack.processes import Stack
     from shared.settings import Settings
@@ -400,10 +460,12 @@ async def run_all(stores: list[str], size: Size, emit: Emit) -> None:
             limits["rr_p99_ms"] = percentile(round_trips, 0.99)
             limits["commit_ms"] = 1000 / commits.rate
             emit(Result("request_reply_p99_ms", store, limits["rr_p99_ms"], "ms"))
-            piped, start = await pipeline_rate(bench, size.events)
-            emit(rate_against("pipeline_events_per_s", store, piped.rate, "event/s", commits.rate))
+            _, start = await pipeline_rate(bench, size.events)
             emit(Result("start_over_unswept_s", store, start.seconds, "s",
                         detail={"events": start.count}))
+        piped = await process_pipeline_rate(store, size.events)
+        emit(rate_against("pipeline_events_per_s", store, piped, "event/s", commits.rate,
+                          processes="credentials, ticketing"))
         argon2 = await asyncio.to_thread(argon2_rate, size.argon2)
         emit(Result("argon2_verifies_per_s", store, argon2, "verify/s",
                     detail={"threads": os.cpu_count() or 1}))

@@ -49,7 +49,7 @@ def _section(figures: list[dict[str, Any]], folder: Path, drawn: list[Path]) -> 
         "|---|---|---|---|---|---|---|",
     ]
     for f in figures:
-        at = ", ".join(f"{k} {f[k]}" for k in ("concurrency", "process", "threads") if k in f)
+        at = ", ".join(f"{k} {f[k]}" for k in ("concurrency", "process", "processes", "threads") if k in f)
         lines.append(f"| {f['store']} | {f['name']} | {at} | {_cell(f['value'])} | {f['unit']} | "
                      f"{_cell(f['limit'])} | {_cell(f['ratio'])} |")
     lines.append("")
