@@ -46,7 +46,8 @@ async def test_every_service_answers_ping_with_its_name_and_version(system: Syst
 
 
 # What every service's runtime serves besides its own commands.
-RUNTIME_ENDPOINTS = {"history", "health", "republish", TREE_HEAD_COMMAND, ERASE_COMMAND}
+RUNTIME_ENDPOINTS = {"history", "health", "republish", "drop_old_snapshots", TREE_HEAD_COMMAND,
+                     ERASE_COMMAND}
 
 
 async def test_info_lists_each_service_s_endpoints_on_their_rekey_subjects(system: System):

@@ -95,16 +95,22 @@ async def test_a_request_whose_body_was_changed_after_signing_is_refused(system:
     assert "ResetRequested" not in system.event_names("ticketing")
 
 
+async def request_as(system: System, identity: str, **extra: Any) -> dict[str, Any]:
+    """A reset request sent on ``identity``'s own connection, signed with its key."""
+    nc = await connect(system.settings, identity, name=identity, attempts=3)
+    try:
+        return await RekeyClient(nc, timeout=10).call("ticketing", "request_reset", **REQUEST,
+                                                      **extra)
+    finally:
+        await nc.close()
+
+
 async def test_each_request_is_recorded_with_the_identity_that_signed_it(system: System) -> None:
     """The portal's own signed request works, and is recorded as the portal's (not the
     operator's, whose inbox the tests' client does not use either)."""
     await start_all(system)
     await system.provision()
-    portal = await connect(system.settings, "portal", name="portal", attempts=3)
-    try:
-        await RekeyClient(portal, timeout=10).call("ticketing", "request_reset", **REQUEST)
-    finally:
-        await portal.close()
+    await request_as(system, "portal")
     [requested] = [e for e in system.app("ticketing").envelopes() if e.name == "ResetRequested"]
     assert requested.context is not None
     assert (requested.context.caller, requested.context.channel) == ("portal", "portal")
@@ -115,13 +121,8 @@ async def test_a_bus_caller_cannot_file_a_request_as_if_it_came_by_mail(system: 
     one as ``email``; over the bus the claim is refused and nothing is filed."""
     await start_all(system)
     await system.provision()
-    portal = await connect(system.settings, "portal", name="attacker-portal", attempts=3)
-    try:
-        with pytest.raises(InvalidRequest, match="only the help desk's mail intake"):
-            await RekeyClient(portal, timeout=10).call("ticketing", "request_reset", **REQUEST,
-                                                       channel="email")
-    finally:
-        await portal.close()
+    with pytest.raises(InvalidRequest, match="only the help desk's mail intake"):
+        await request_as(system, "portal", channel="email")
     assert "ResetRequested" not in system.event_names("ticketing")
 
 
@@ -133,24 +134,13 @@ async def test_an_operator_cannot_file_a_request_as_if_it_came_from_the_web_form
     filed; the portal's own request is filed as ``web``."""
     await start_all(system)
     await system.provision()
-    operator = await connect(system.settings, "operator", name="operator", attempts=3)
-    try:
-        with pytest.raises(InvalidRequest, match="only the portal's web form"):
-            await RekeyClient(operator, timeout=10).call("ticketing", "request_reset", **REQUEST,
-                                                         channel="web")
-        with context.calling_as(channel="portal", session_id=None), \
-                pytest.raises(InvalidRequest, match="only the portal's web form"):
-            await RekeyClient(operator, timeout=10).call("ticketing", "request_reset", **REQUEST,
-                                                         channel="web")
-    finally:
-        await operator.close()
+    with pytest.raises(InvalidRequest, match="only the portal's web form"):
+        await request_as(system, "operator", channel="web")
+    with context.calling_as(channel="portal", session_id=None), \
+            pytest.raises(InvalidRequest, match="only the portal's web form"):
+        await request_as(system, "operator", channel="web")
     assert "ResetRequested" not in system.event_names("ticketing")
-    portal = await connect(system.settings, "portal", name="portal", attempts=3)
-    try:
-        await RekeyClient(portal, timeout=10).call("ticketing", "request_reset", **REQUEST,
-                                                   channel="web")
-    finally:
-        await portal.close()
+    await request_as(system, "portal", channel="web")
     [requested] = [e for e in system.app("ticketing").envelopes() if e.name == "ResetRequested"]
     assert requested.body["channel"] == "web"
     assert requested.context is not None and requested.context.caller == "portal"
