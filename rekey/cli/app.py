@@ -609,6 +609,20 @@ def tickets_reject(
     console.print(f"Ticket {t['ticket_number']} rejected.")
 
 
+@tickets.command("close-review")
+def tickets_close_review(
+    ticket: str,
+    agent: AgentOption,
+    note: Annotated[str, typer.Option(help="What the review found")],
+    data_dir: DataDir = None,
+) -> None:
+    """Close the review of a reset the person cancelled from the mailed link, as the signed-in
+    agent (the reset stays cancelled; the note is on the record)."""
+    settings = settings_for(data_dir)
+    t = as_agent(settings, agent, "ticketing", "close_review", ticket=ticket, note=note)
+    console.print(f"Ticket {t['ticket_number']}: review closed ({t['state_label'].lower()}).")
+
+
 # --- audit ---------------------------------------------------------------------------------
 FromStores = Annotated[
     bool, typer.Option(help="Replay the stores directly (the system may be down)")

@@ -102,3 +102,36 @@ def test_an_agent_at_the_cli_needs_an_authenticator_code_after_the_password(cli_
     signed_in = rekey("tickets", "approve", "RK-00000000", "--agent", "cli.agent")
     assert signed_in.returncode == 1 and "There is no ticket" in signed_in.stderr
     assert "Traceback" not in asked.stderr + wrong.stderr + signed_in.stderr
+
+
+def test_an_agent_closes_a_review_at_the_cli_only_of_a_reset_the_person_cancelled(
+        cli_stack: Stack, monkeypatch):
+    """`rekey tickets close-review` acts as the signed-in agent; on a ticket nobody cancelled
+    it says why not, exits 1 and changes nothing."""
+    from rekey.stack.agents import invite_with_app
+    from shared.bus.connection import connect
+    from shared.client import RekeyClient
+
+    async def invited() -> Any:
+        nc = await connect(cli_stack.settings, "operator", name="e2e", attempts=5)
+        try:
+            return await invite_with_app(RekeyClient(nc).call, cli_stack.settings, cli_stack.mail_folder,
+                                         "review.agent", "review.agent@example.org", "Review Agent",
+                                         "review agent passphrase for the tests")
+        finally:
+            await nc.close()
+
+    app = asyncio.run(invited())
+    filed = rekey("tickets", "request", "someone@masspasrr.org", "--name", "Some One",
+                  "--email", "someone@example.org")
+    assert filed.returncode == 0, filed.stderr
+    number = filed.stdout.split()[1]
+    monkeypatch.setenv("REKEY_AGENT_PASSWORD", "review agent passphrase for the tests")
+    monkeypatch.setenv("REKEY_AGENT_TOTP_CODE", app.code_when_due())
+    closed = rekey("tickets", "close-review", number, "--agent", "review.agent",
+                   "--note", "the person did not ask for it")
+    assert closed.returncode == 1, closed.stdout + closed.stderr
+    assert "Only a reset the person cancelled" in closed.stderr
+    assert "Traceback" not in closed.stderr + closed.stdout
+    shown = rekey("tickets", "show", number)
+    assert shown.returncode == 0 and "Open" in shown.stdout, shown.stdout
