@@ -73,23 +73,27 @@ def test_an_approval_at_the_cli_needs_the_agents_own_sign_in(cli_stack: Stack, m
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_an_agent_at_the_cli_needs_an_authenticator_code_after_the_password(cli_stack: Stack, monkeypatch):
-    """The right password alone does not act: the CLI asks for the code, and without a terminal
-    says how to give it; with a fresh code the agent acts (here: looks for a ticket)."""
+def invited_agent(stack: Stack, agent: str, password: str) -> Any:
+    """An agent the operator invited, enrolled with the reference authenticator app."""
     from rekey.stack.agents import invite_with_app
     from shared.bus.connection import connect
     from shared.client import RekeyClient
 
     async def invited() -> Any:
-        nc = await connect(cli_stack.settings, "operator", name="e2e", attempts=5)
+        nc = await connect(stack.settings, "operator", name="e2e", attempts=5)
         try:
-            return await invite_with_app(RekeyClient(nc).call, cli_stack.settings, cli_stack.mail_folder,
-                                         "cli.agent", "cli.agent@example.org", "CLI Agent",
-                                         "cli agent passphrase for the tests")
+            return await invite_with_app(RekeyClient(nc).call, stack.settings, stack.mail_folder,
+                                         agent, f"{agent}@example.org", agent.title(), password)
         finally:
             await nc.close()
 
-    app = asyncio.run(invited())
+    return asyncio.run(invited())
+
+
+def test_an_agent_at_the_cli_needs_an_authenticator_code_after_the_password(cli_stack: Stack, monkeypatch):
+    """The right password alone does not act: the CLI asks for the code, and without a terminal
+    says how to give it; with a fresh code the agent acts (here: looks for a ticket)."""
+    app = invited_agent(cli_stack, "cli.agent", "cli agent passphrase for the tests")
     monkeypatch.setenv("REKEY_AGENT_PASSWORD", "cli agent passphrase for the tests")
     monkeypatch.delenv("REKEY_AGENT_TOTP_CODE", raising=False)
     asked = rekey("tickets", "approve", "RK-00000000", "--agent", "cli.agent")
@@ -108,20 +112,7 @@ def test_an_agent_closes_a_review_at_the_cli_only_of_a_reset_the_person_cancelle
         cli_stack: Stack, monkeypatch):
     """`rekey tickets close-review` acts as the signed-in agent; on a ticket nobody cancelled
     it says why not, exits 1 and changes nothing."""
-    from rekey.stack.agents import invite_with_app
-    from shared.bus.connection import connect
-    from shared.client import RekeyClient
-
-    async def invited() -> Any:
-        nc = await connect(cli_stack.settings, "operator", name="e2e", attempts=5)
-        try:
-            return await invite_with_app(RekeyClient(nc).call, cli_stack.settings, cli_stack.mail_folder,
-                                         "review.agent", "review.agent@example.org", "Review Agent",
-                                         "review agent passphrase for the tests")
-        finally:
-            await nc.close()
-
-    app = asyncio.run(invited())
+    app = invited_agent(cli_stack, "review.agent", "review agent passphrase for the tests")
     filed = rekey("tickets", "request", "someone@masspasrr.org", "--name", "Some One",
                   "--email", "someone@example.org")
     assert filed.returncode == 0, filed.stderr
