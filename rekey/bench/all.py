@@ -50,6 +50,7 @@ from rekey.bench.pipeline import (
     jetstream_publish_rate,
     pipeline_rate,
     reset_once,
+    store_accounts,
     store_commit_rate,
 )
 
@@ -251,12 +252,8 @@ async def process_pipeline_rate(store: str, count: int) -> float:
     finds all acknowledged, so the process's own start is not in the figure
     (``start_over_unswept_s`` is)."""
     from rekey.stack.processes import Stack
-    from services.credentials.application import CredentialsApplication
-    from services.credentials.commands import RegisterAccount
     from shared.bus.connection import connect
-    from shared.concurrency import in_thread
     from shared.contracts.envelope import STREAM_NAME
-    from shared.principals import operator_principal
     from shared.settings import Settings
 
     with stack_environment(store) as (env, _):
@@ -267,13 +264,7 @@ async def process_pipeline_rate(store: str, count: int) -> float:
         try:
             stack.start_service("ticketing")
             await stack.wait_healthy()
-            app = CredentialsApplication(settings)
-            operator = operator_principal(settings)
-            for i in range(count):
-                await in_thread(app.register_account, RegisterAccount(
-                    username=f"user{i}@masspasrr.org", email=f"user{i}@example.org",
-                    display_name="U", principal=operator))
-            app.close()
+            await store_accounts(settings, count)
             nc = await connect(settings, "operator", name="rekey-bench")
             try:
                 js = nc.jetstream()

@@ -130,6 +130,22 @@ def store_commit_rate(bench: Bench, count: int) -> Figure:
     return Figure(bench.settings.store, "store commit (baseline)", count, seconds, "commit/s")
 
 
+async def store_accounts(settings: Any, count: int) -> None:
+    """``count`` accounts stored by credentials' application in this process (its service down),
+    their events waiting in its store for its relay."""
+    from services.credentials.application import CredentialsApplication
+
+    operator = operator_principal(settings)
+    app = CredentialsApplication(settings)
+    try:
+        for i in range(count):
+            await in_thread(app.register_account, RegisterAccount(
+                username=f"user{i}@masspasrr.org", email=f"user{i}@example.org",
+                display_name="U", principal=operator))
+    finally:
+        app.close()
+
+
 async def pipeline_rate(bench: Bench, count: int) -> tuple[Figure, Figure]:
     """Events through relay -> JetStream -> durable consumer -> tracking commit downstream,
     and, apart, the start of the service that holds them.
@@ -138,15 +154,7 @@ async def pipeline_rate(bench: Bench, count: int) -> tuple[Figure, Figure]:
     waiting; the pipeline's clock starts when credentials has started, that is when its relay
     starts (a service relays only after its start-up sweeps). Its start, timed apart, is the
     first start over ``count`` events no sweep has read (``rekey.bench`` docs/benchmarks.md)."""
-    from services.credentials.application import CredentialsApplication
-
-    operator = operator_principal(bench.settings)
-    app = CredentialsApplication(bench.settings)
-    for i in range(count):
-        await in_thread(app.register_account, RegisterAccount(
-            username=f"user{i}@masspasrr.org", email=f"user{i}@example.org", display_name="U",
-            principal=operator))
-    app.close()
+    await store_accounts(bench.settings, count)
     ticketing = await bench.start("ticketing")
     starting = time.perf_counter()
     await bench.start("credentials")

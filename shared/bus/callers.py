@@ -7,9 +7,9 @@ discussion #8924): a compromised portal could name the operator's inbox and be r
 the operator's command line. So each request carries a signature made with the caller's NKEY
 seed (the key it connected with) over the subject, the body and the context headers a
 service records (``Rekey-Channel``, ``Rekey-Session``: :func:`request_material`), in the same
-headers signed events use (:mod:`shared.bus.signing`), and a service acts on a request only when the key is
-one that ``<keys dir>/<identity>.pub`` lists for the identity the inbox names. Anything else
-is answered ``caller_unverified`` and nothing is done.
+headers signed events use (:mod:`shared.bus.signing`), and a service acts on a request only
+when the key is one that ``<keys dir>/<identity>.pub`` lists for the identity the inbox names.
+Anything else is answered ``caller_unverified`` and nothing is done.
 
 No timestamp or nonce: only the caller and the service answering ever see a signed request
 (subject permissions, TLS), the signature binds the subject (a body cannot move to another
