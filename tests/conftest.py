@@ -31,14 +31,13 @@ POSTGRES_DOWN = "PostgreSQL is not answering on 127.0.0.1:5432"
 LAYERS = ("browser", "e2e", "security", "integration", "unit")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist names the groups
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order and group the tests for workers side by side (scripts/test: ``--dist loadgroup``).
+    """Order the tests for workers side by side (scripts/test).
 
     Workers take tests one by one in this order, so the slow layers start first and the last
-    tests to start are short ones: no worker ends with a long tail while the others wait. A
-    browser module shares one stack among its tests (a module fixture), so it stays on one
-    worker. The order within a layer, and every test, is unchanged.
+    tests to start are short ones: no worker ends with a long tail while the others wait. The
+    order within a layer, and every test, is unchanged.
     """
 
     def layer(item: pytest.Item) -> int:
@@ -46,9 +45,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return LAYERS.index(parts[1]) if len(parts) > 2 and parts[1] in LAYERS else len(LAYERS)
 
     items.sort(key=layer)  # stable
-    for item in items:
-        if item.nodeid.startswith("tests/browser/"):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` (scripts/test): a test per unit of work, a module that shares one
+    stack kept on one worker (tests/workers.py says why not pytest-xdist's own groups)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from tests.workers import SharedStackScheduling
+
+    return SharedStackScheduling(config, log)
 
 
 def _postgres_unavailable(reason: str) -> NoReturn:

@@ -22,7 +22,7 @@ from tests.conftest import scratch_database
 from tests.e2e.running import rekey, stack_environment, use_environment
 
 STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-the-cli")]
+pytestmark = pytest.mark.e2e  # one stack per store for the module: on one worker (tests/workers.py)
 
 
 @pytest.fixture(scope="module", params=STORES)
