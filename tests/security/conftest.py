@@ -16,7 +16,7 @@ from rekey.stack.ports import free_port
 from rekey.stack.processes import Stack
 from shared.settings import Settings
 from tests.integration.conftest import phone_system, system, twilio_sim  # noqa: F401
-from tests.security.stores import after_resets  # noqa: F401
+from tests.security.stores import after_resets, reset_stores  # noqa: F401
 
 
 @contextlib.contextmanager

@@ -1,23 +1,35 @@
 """Real stores after real resets, for the tests of the evidence around them: two users reset
-their passwords through the running services, every service signs a tree head after, and
-`rekey audit verify` as the operator runs it (`after_resets` is a fixture of the security
-tests, see conftest.py)."""
+their passwords through the running services, every service signs a tree head after (once per
+worker and store; each test runs on its own copy), and `rekey audit verify` as the operator
+runs it (`after_resets` is a fixture of the security tests, see conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
-from collections.abc import AsyncIterator
+import shutil
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
 from rekey.cli.app import app as rekey_cli
+from rekey.stack.buskeys import BusKeys
+from rekey.stack.inprocess import POSTGRES_ADMIN, scratch_settings
+from rekey.stack.mailsink import MailSink
+from rekey.stack.natsd import EmbeddedNats
+from rekey.stack.ports import free_port
 from services.credentials.domain import Account
 from shared.errors import IntegrityFailed
-from shared.settings import SERVICES
-from tests.integration.conftest import USER, System, eventually, start_all
+from shared.settings import SERVICES, Settings
+from tests.conftest import INSPECTOR, ScratchDatabases, StoreChoice
+from tests.integration.conftest import USER, System, connected, eventually, start_all
 from tests.security.insider import Insider
 
 OTHER = "sam.other@masspasrr.org"
@@ -46,8 +58,23 @@ async def _other_ticket(system: System) -> None:
                       principal=system.principal())
 
 
-@pytest.fixture
-async def after_resets(system: System) -> AsyncIterator[System]:
+@dataclass(frozen=True)
+class ResetStores:
+    """What two real resets left behind (stores, heads, bus keys, JetStream, mail) in ``folder``,
+    with the settings that read it and the tree sizes the services signed."""
+
+    folder: Path
+    settings: Settings
+    signed: dict[str, int]
+
+
+@pytest.fixture(scope="session")
+def reset_stores() -> dict[str, ResetStores]:
+    """This worker's :class:`ResetStores`, one per store, made by the first test that asks."""
+    return {}
+
+
+async def _the_resets(system: System) -> dict[str, int]:
     """Two users reset their passwords for real; every service signs a tree head after."""
     await start_all(system)
     await system.provision()
@@ -57,9 +84,80 @@ async def after_resets(system: System) -> AsyncIterator[System]:
     await _reset(system, USER, "jane.doe@example.org", NEW_PASSWORD)
     await _reset(system, OTHER, OTHER_EMAIL, OTHER_PASSWORD)
     await eventually(lambda: system.event_names("verification").count("MethodsRevoked") >= 2)
-    system.signed = {service: (await system.call(service, "tree_head"))["tree_size"]  # type: ignore[attr-defined]
-                     for service in SERVICES}
-    yield system
+    return {service: (await system.call(service, "tree_head"))["tree_size"]
+            for service in SERVICES}
+
+
+@contextlib.asynccontextmanager
+async def _running_on(folder: Path, settings: Callable[[EmbeddedNats, MailSink], Settings]
+                      ) -> AsyncIterator[System]:
+    """A nats-server, a mail sink and a connected System on the bus keys, JetStream store and
+    mail folder in ``folder``; every service stopped, and the server, after."""
+    nats = EmbeddedNats(port=free_port(), store_dir=folder / "nats",
+                        keys=BusKeys.create(folder / "bus"), extra_identities=[INSPECTOR])
+    mail = MailSink(folder / "mail", port=free_port())
+    with contextlib.ExitStack() as held:
+        nats.start()
+        held.callback(nats.stop)
+        mail.start()
+        held.callback(mail.stop)
+        async with connected(System(settings(nats, mail), nats, mail)) as system:
+            yield system
+
+
+async def _made(store: StoreChoice, folder: Path, databases: ScratchDatabases) -> ResetStores:
+    database = databases.take() if store.name == "postgres" else None  # dropped at the end
+
+    def settings(nats: EmbeddedNats, mail: MailSink) -> Settings:
+        return scratch_settings(folder / "data", nats, store.name, database, mail.port)
+
+    async with _running_on(folder, settings) as system:
+        signed = await _the_resets(system)
+    return ResetStores(folder, system.settings, signed)
+
+
+def _copy_database(template: str, into: str) -> None:
+    """``into`` made anew as a copy of ``template`` (no one is connected to either)."""
+    from psycopg import sql
+
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(into)))
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(into), sql.Identifier(template)))
+
+
+@pytest.fixture
+async def after_resets(store: StoreChoice, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+                       monkeypatch: pytest.MonkeyPatch, scratch_databases: ScratchDatabases,
+                       reset_stores: dict[str, ResetStores]) -> AsyncIterator[System]:
+    """The services running on a copy of the stores two real resets left (`_the_resets`).
+
+    The resets run once per worker and store, through the running services as ever; each test
+    then gets its own byte-for-byte copy (folders, database, JetStream) and its own nats-server
+    and mail sink, so what one test tampers with no other sees. Running the resets for every
+    test took 150 s of the suite's worker time for the tampering tests alone.
+    """
+    for variable in list(os.environ):
+        if variable.startswith("REKEY_"):
+            monkeypatch.delenv(variable)
+    if store.name not in reset_stores:
+        reset_stores[store.name] = await _made(
+            store, tmp_path_factory.mktemp(f"after-resets-{store.name}"), scratch_databases)
+    made = reset_stores[store.name]
+    folder = tmp_path / "after-resets"
+    shutil.copytree(made.folder, folder, symlinks=True)
+    if store.postgres_db is not None:
+        _copy_database(made.settings.postgres_db, store.postgres_db)
+
+    def settings(nats: EmbeddedNats, mail: MailSink) -> Settings:
+        return made.settings.model_copy(update={
+            **nats.client_settings(), "data_dir": folder / "data", "smtp_port": mail.port,
+            "postgres_db": store.postgres_db or made.settings.postgres_db})
+
+    async with _running_on(folder, settings) as system:
+        await start_all(system)
+        system.signed = dict(made.signed)  # type: ignore[attr-defined]
+        yield system
 
 
 def verify(system: System, *args: str) -> tuple[int, str]:
