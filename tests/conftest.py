@@ -58,6 +58,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return SharedStackScheduling(config, log)
 
 
+def without_rekey_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget every ``REKEY_*`` of the environment for one test (a developer's shell may set
+    them): what a test runs reads only the settings it gives."""
+    for variable in [v for v in os.environ if v.startswith("REKEY_")]:
+        monkeypatch.delenv(variable)
+
+
 def _postgres_unavailable(reason: str) -> NoReturn:
     """Skip on a developer machine; in CI (CI=true) a missing database is a failure."""
     if os.environ.get("CI", "").lower() == "true":
@@ -195,9 +202,7 @@ def settings_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Setting
     (from the ``postgres_db`` fixture), ``smtp_port`` points outgoing mail at e.g.
     ``mail_sink.port``; any other Settings field can be given in ``overrides``.
     """
-    for variable in list(os.environ):
-        if variable.startswith("REKEY_"):
-            monkeypatch.delenv(variable)
+    without_rekey_variables(monkeypatch)
 
     def make(
         nats: EmbeddedNats | str,

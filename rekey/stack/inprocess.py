@@ -68,6 +68,12 @@ def create_database(prefix: str = "rekey_test") -> str:
     return name
 
 
+def copy_database(template: str, into: str) -> None:
+    """``into`` made anew as a copy of ``template``; no one may be connected to either."""
+    drop_database(into)
+    _admin("CREATE DATABASE {} TEMPLATE {}", into, template)
+
+
 def drop_database(name: str) -> None:
     # FORCE ends connections a failed run may have left open (PostgreSQL 13+).
     _admin("DROP DATABASE IF EXISTS {} WITH (FORCE)", name)
@@ -110,12 +116,13 @@ def scratch_database(prefix: str = "rekey_test") -> Iterator[str]:
         drop_database(name)
 
 
-def _admin(statement: str, database: str) -> None:
+def _admin(statement: str, *databases: str) -> None:
     import psycopg
     from psycopg import sql
 
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(sql.SQL(statement).format(sql.Identifier(database)))  # type: ignore[arg-type]
+        admin.execute(sql.SQL(statement).format(  # type: ignore[arg-type]
+            *(sql.Identifier(database) for database in databases)))
 
 
 def _build(bootstrap: Any, name: str, settings: Settings, extra: dict[str, Any]) -> Any:

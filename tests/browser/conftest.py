@@ -29,6 +29,7 @@ from shared.errors import NotAllowed, NotFound
 from shared.principals import operator_principal
 from shared.settings import Settings
 from shared.waiting import eventually
+from tests.conftest import without_rekey_variables
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -186,9 +187,7 @@ def running(tmp_path_factory: pytest.TempPathFactory,
         **stack_settings,
     }
     with pytest.MonkeyPatch.context() as mp:
-        for variable in list(os.environ):
-            if variable.startswith("REKEY_"):
-                mp.delenv(variable)
+        without_rekey_variables(mp)
         env = prepare_environment(folder, **overrides)
         for key, value in env.items():
             mp.setenv(key, value)

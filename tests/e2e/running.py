@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 
 from rekey.stack.environment import prepare_environment
 from rekey.stack.ports import free_port
+from tests.conftest import without_rekey_variables
 
 
 def stack_environment(folder: Path, store: str, postgres_db: str | None) -> dict[str, str]:
@@ -29,8 +29,7 @@ def stack_environment(folder: Path, store: str, postgres_db: str | None) -> dict
 
 def use_environment(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The stack's variables, and no other REKEY_*, for this test and the commands it runs."""
-    for variable in [v for v in os.environ if v.startswith("REKEY_")]:
-        monkeypatch.delenv(variable)
+    without_rekey_variables(monkeypatch)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
 

@@ -19,6 +19,7 @@ from rekey.stack.ports import free_port
 from rekey.stack.processes import Stack
 from shared.settings import Settings
 from shared.waiting import eventually
+from tests.conftest import without_rekey_variables
 from tests.e2e.stores import decrypted_events
 
 pytestmark = pytest.mark.e2e
@@ -27,8 +28,7 @@ USER = "sam.jones@masspasrr.org"
 
 @pytest.fixture
 def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    for variable in [v for v in __import__("os").environ if v.startswith("REKEY_")]:
-        monkeypatch.delenv(variable)
+    without_rekey_variables(monkeypatch)
     env = prepare_environment(
         tmp_path / "rekey",
         REKEY_NATS_URL=f"tls://127.0.0.1:{free_port()}",

@@ -5,7 +5,6 @@ the production bus policy (NKEYs, subject permissions, TLS), on both stores; or 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from rekey.stack.environment import up_environment
 from rekey.stack.ports import free_port
 from rekey.stack.processes import Stack
 from shared.settings import Settings
+from tests.conftest import without_rekey_variables
 from tests.integration.conftest import phone_system, system, twilio_sim  # noqa: F401
 from tests.security.stores import after_resets, reset_stores  # noqa: F401
 
@@ -24,9 +24,7 @@ def up_stack(folder: Path, monkeypatch: pytest.MonkeyPatch, *, dev: bool = False
              **environment: str) -> Iterator[Stack]:
     """The stack `rekey up` runs (its environment, its defaults, the portal), on free ports;
     ``environment``: REKEY_* variables set before it starts, as a person's shell would."""
-    for variable in list(os.environ):
-        if variable.startswith("REKEY_"):
-            monkeypatch.delenv(variable)
+    without_rekey_variables(monkeypatch)
     for key, value in {"REKEY_PORTAL_PORT": str(free_port()), **environment}.items():
         monkeypatch.setenv(key, value)
     env = up_environment(folder, dev=dev, nats_port=free_port(), smtp_port=free_port(),

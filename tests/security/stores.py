@@ -6,7 +6,6 @@ runs it (`after_resets` is a fixture of the security tests, see conftest.py)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -15,20 +14,19 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import psycopg
 import pytest
 from typer.testing import CliRunner
 
 from rekey.cli.app import app as rekey_cli
 from rekey.stack.buskeys import BusKeys
-from rekey.stack.inprocess import POSTGRES_ADMIN, scratch_settings
+from rekey.stack.inprocess import copy_database, scratch_settings
 from rekey.stack.mailsink import MailSink
 from rekey.stack.natsd import EmbeddedNats
 from rekey.stack.ports import free_port
 from services.credentials.domain import Account
 from shared.errors import IntegrityFailed
 from shared.settings import SERVICES, Settings
-from tests.conftest import INSPECTOR, ScratchDatabases, StoreChoice
+from tests.conftest import INSPECTOR, ScratchDatabases, StoreChoice, without_rekey_variables
 from tests.integration.conftest import USER, System, connected, eventually, start_all
 from tests.security.insider import Insider
 
@@ -123,16 +121,6 @@ async def _made(store: StoreChoice, folder: Path, databases: ScratchDatabases) -
     return ResetStores(folder, system.settings, signed)
 
 
-def _copy_database(template: str, into: str) -> None:
-    """``into`` made anew as a copy of ``template`` (no one is connected to either)."""
-    from psycopg import sql
-
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(into)))
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(into), sql.Identifier(template)))
-
-
 @pytest.fixture
 async def after_resets(store: StoreChoice, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
                        monkeypatch: pytest.MonkeyPatch, scratch_databases: ScratchDatabases,
@@ -144,9 +132,7 @@ async def after_resets(store: StoreChoice, tmp_path: Path, tmp_path_factory: pyt
     and mail sink, so what one test tampers with no other sees. Running the resets for every
     test took 150 s of the suite's worker time for the tampering tests alone.
     """
-    for variable in list(os.environ):
-        if variable.startswith("REKEY_"):
-            monkeypatch.delenv(variable)
+    without_rekey_variables(monkeypatch)
     if store.name not in reset_stores:
         reset_stores[store.name] = await _made(
             store, tmp_path_factory.mktemp(f"after-resets-{store.name}"), scratch_databases)
@@ -154,7 +140,7 @@ async def after_resets(store: StoreChoice, tmp_path: Path, tmp_path_factory: pyt
     folder = tmp_path / "after-resets"
     shutil.copytree(made.folder, folder, symlinks=True)
     if store.postgres_db is not None:
-        _copy_database(made.settings.postgres_db, store.postgres_db)
+        copy_database(made.settings.postgres_db, store.postgres_db)
 
     def settings(nats: EmbeddedNats, mail: MailSink) -> Settings:
         return made.settings.model_copy(update={

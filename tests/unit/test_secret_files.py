@@ -8,15 +8,13 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings, secret_fields
+from tests.conftest import without_rekey_variables
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
 
-    for variable in list(os.environ):
-        if variable.startswith("REKEY_"):
-            monkeypatch.delenv(variable)
+    without_rekey_variables(monkeypatch)
 
 
 def test_the_secret_settings_are_the_passwords_keys_and_tokens():
