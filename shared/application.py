@@ -212,9 +212,11 @@ class ServiceApplication(Application[UUID]):
 
     def signed_in(self, token: str, stage: str, username: str, **checks: Any) -> str:
         """The username a sign-in token vouches for; one from before the user's last reset
-        does not count (``checks``: ``verify_token``'s ``bound_to`` or ``max_age``)."""
-        return verify_token(self.token_keys, token, stage, username,
-                            issued_after=self.last_reset(username), **checks)
+        does not count (``checks``: ``verify_token``'s ``bound_to`` or ``max_age``, or the
+        ``issued_after`` a caller already read: :meth:`last_reset` by default)."""
+        if "issued_after" not in checks:
+            checks["issued_after"] = self.last_reset(username)
+        return verify_token(self.token_keys, token, stage, username, **checks)
 
     # --- resets: when a user's last reset took effect ---------------------------------------
     def last_reset(self, username: str) -> datetime | None:

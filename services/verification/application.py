@@ -88,8 +88,7 @@ class VerificationApplication(AppMethods, MethodChallengeMethods, PhoneMethods, 
 
     # --- what the web shows ------------------------------------------------------------------
     def status(self, cmd: c.Status) -> dict[str, Any]:
-        username = self._signed_in(cmd.username, cmd.token)
-        enrollment = self._enrollment(username)
+        username, enrollment = self._enrolled(cmd.username, cmd.token)
         return {
             "username": username,
             "must_enroll": not enrollment.registered,
@@ -98,11 +97,10 @@ class VerificationApplication(AppMethods, MethodChallengeMethods, PhoneMethods, 
         }
 
     def verify_code(self, cmd: c.VerifyCode) -> dict[str, Any]:
-        username = self._signed_in(cmd.username, cmd.token)
+        username, enrollment = self._enrolled(cmd.username, cmd.token)
         code = cmd.code.strip().replace(" ", "")
         if not (code.isdigit() and len(code) == CODE_DIGITS):
             raise InvalidRequest(presenter.code_format_message(CODE_DIGITS))
-        enrollment = self._enrollment(username)
         method_id = cmd.method_id or enrollment.default_method
         if method_id is None:
             raise InvalidRequest("Set up a sign-in method first.")
@@ -123,8 +121,7 @@ class VerificationApplication(AppMethods, MethodChallengeMethods, PhoneMethods, 
 
     def start_challenge(self, cmd: c.StartChallenge) -> tuple[dict[str, Any], Outgoing | None]:
         """A later sign-in: challenge the default (or chosen) method and offer the others."""
-        username = self._signed_in(cmd.username, cmd.token)
-        enrollment = self._enrollment(username)
+        username, enrollment = self._enrolled(cmd.username, cmd.token)
         method_id = cmd.method_id or enrollment.default_method
         if method_id is None:
             raise InvalidRequest("Set up a sign-in method first.")
@@ -154,8 +151,7 @@ class VerificationApplication(AppMethods, MethodChallengeMethods, PhoneMethods, 
         return [Country(**country) for country in self.phone_policy.countries()]
 
     def challenge_status(self, cmd: c.ChallengeStatus) -> dict[str, Any]:
-        username = self._signed_in(cmd.username, cmd.token)
-        enrollment = self._enrollment(username)
+        username, enrollment = self._enrolled(cmd.username, cmd.token)
         challenge = enrollment.challenge(cmd.challenge_id)
         state = challenge.status(self.clock.now())
         result: dict[str, Any] = {
@@ -170,8 +166,7 @@ class VerificationApplication(AppMethods, MethodChallengeMethods, PhoneMethods, 
 
     # --- Security info: list, change the default, remove ------------------------------------
     def security_info(self, cmd: c.SecurityInfo) -> dict[str, Any]:
-        username = self._signed_in(cmd.username, cmd.token)
-        enrollment = self._enrollment(username)
+        username, enrollment = self._enrolled(cmd.username, cmd.token)
         return {
             "username": username,
             "default_method": enrollment.default_method,

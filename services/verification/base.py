@@ -107,21 +107,32 @@ class VerificationBase(ServiceApplication):
         transcoder.register(SetAsSortedList())
 
     # --- who is asking -----------------------------------------------------------------------
-    def _signed_in(self, username: str, token: str, stage: str = "password") -> str:
+    def _signed_in(self, username: str, token: str, stage: str = "password",
+                   **checks: Any) -> str:
         """The username a token vouches for; tokens from before the last reset do not count.
 
         Where a password step is enough, a completed MFA sign-in of the portal session's life
         is too (it was earned with more): Security info challenges the default method again,
-        and checks a method being added, with the session's MFA token."""
+        and checks a method being added, with the session's MFA token. ``checks``: as
+        :meth:`signed_in` takes them."""
         if stage != "password":
-            return self.signed_in(token, stage, username)
+            return self.signed_in(token, stage, username, **checks)
         try:
-            return self.signed_in(token, stage, username)
+            return self.signed_in(token, stage, username, **checks)
         except SignedInBeforeReset:
             raise  # a reset ended this sign-in, whatever stage it was
         except AuthenticationFailed:
             return self.signed_in(token, "mfa", username,
-                                  max_age=self.settings.portal_session_hours * 3600)
+                                  max_age=self.settings.portal_session_hours * 3600, **checks)
+
+    def _enrolled(self, username: str, token: str) -> tuple[str, Enrollment]:
+        """:meth:`_signed_in` and the user's enrollment, read from the store once: the token's
+        check needs the enrollment's reset time too, and reading it twice was a fifth of a
+        code check's time (docs/benchmarks.md)."""
+        stored = self._stored_enrollment(username)
+        username = self._signed_in(username, token,
+                                   issued_after=self._last_reset(username, stored))
+        return username, stored or Enrollment(username=username)
 
     def _fresh_mfa(self, username: str, token: str) -> str:
         """The username of an MFA sign-in checked within ``fresh_mfa_minutes``: what adding,
@@ -146,8 +157,11 @@ class VerificationBase(ServiceApplication):
 
     def last_reset(self, username: str) -> datetime | None:
         """The shared mark, or (stores from before it) the last revocation's approval time."""
-        times = [t for t in (super().last_reset(username), self._enrollment(username).reset_at)
-                 if t is not None]
+        return self._last_reset(username, self._stored_enrollment(username))
+
+    def _last_reset(self, username: str, enrollment: Enrollment | None) -> datetime | None:
+        reset_at = enrollment.reset_at if enrollment is not None else None
+        times = [t for t in (super().last_reset(username), reset_at) if t is not None]
         return max(times, default=None)
 
     def _pending_setup(self, enrollment: Enrollment, method_id: str) -> Method:
@@ -163,8 +177,10 @@ class VerificationBase(ServiceApplication):
         """The first method needs only the password step; once a user has a method, adding
         or changing one needs an MFA check within ``fresh_mfa_minutes``, or a stolen password
         (or a session left open) would let anyone enrol their own phone."""
+        stored = self._stored_enrollment(username)
         try:
-            username = self.signed_in(token, "password", username)
+            username = self.signed_in(token, "password", username,
+                                      issued_after=self._last_reset(username, stored))
         except SignedInBeforeReset:
             raise
         except AuthenticationFailed as not_a_password_step:
@@ -174,7 +190,7 @@ class VerificationBase(ServiceApplication):
                 raise
             except AuthenticationFailed:
                 raise not_a_password_step from None
-        enrollment = self._enrollment(username)
+        enrollment = stored or Enrollment(username=username)
         if enrollment.registered:
             raise AuthenticationFailed(
                 "Sign in with your current method first to add or change a sign-in method."
@@ -182,10 +198,13 @@ class VerificationBase(ServiceApplication):
         return username, enrollment
 
     def _enrollment(self, username: str) -> Enrollment:
+        return self._stored_enrollment(username) or Enrollment(username=username)
+
+    def _stored_enrollment(self, username: str) -> Enrollment | None:
         try:
             return self.repository.get(Enrollment.id_for(username))
         except AggregateNotFoundError:
-            return Enrollment(username=username)
+            return None
 
     # --- what replies say --------------------------------------------------------------------
     def _describe(self, enrollment: Enrollment, m: Method) -> dict[str, Any]:

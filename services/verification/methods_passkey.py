@@ -95,8 +95,7 @@ class PasskeyMethods(VerificationBase):
 
     def verify_passkey(self, cmd: c.PasskeyAnswer) -> dict[str, Any]:
         """The browser's assertion for a sign-in challenge: verified once, else refused."""
-        username = self._signed_in(cmd.username, cmd.token)
-        enrollment = self._enrollment(username)
+        username, enrollment = self._enrolled(cmd.username, cmd.token)
         credential = passkeys.parsed(cmd.credential, PASSKEY_NOT_ACCEPTED)
         signed = passkeys.challenge_of(credential, PASSKEY_NOT_ACCEPTED)
         challenge, method = enrollment.open_passkey_challenge(cmd.challenge_id, self.code_key,

@@ -64,8 +64,7 @@ class PhoneMethods(VerificationBase):
         return result, outgoing
 
     def resend_code(self, cmd: c.ResendCode) -> tuple[dict[str, Any], Outgoing]:
-        username = self._signed_in(cmd.username, cmd.token)
-        enrollment = self._enrollment(username)
+        username, enrollment = self._enrolled(cmd.username, cmd.token)
         method = enrollment.method(cmd.method_id)
         if method.method_type != PHONE:
             raise InvalidRequest("Only a phone method gets codes sent.")

@@ -38,8 +38,7 @@ class PushMethods(VerificationBase):
 
     # --- the web's side ----------------------------------------------------------------------
     def start_push(self, cmd: c.StartPush) -> dict[str, Any]:
-        username = self._signed_in(cmd.username, cmd.token)
-        enrollment = self._enrollment(username)
+        username, enrollment = self._enrolled(cmd.username, cmd.token)
         setting_up = [m.method_id for m in enrollment.methods.values()
                       if m.method_type == APP and m.devices and not m.registered]
         method_id = cmd.method_id or (setting_up[-1] if setting_up else enrollment.default_method)
