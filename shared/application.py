@@ -265,13 +265,20 @@ class ServiceApplication(Application[UUID]):
         return self.factory.event_store(mapper=self.mapper, recorder=recorder)
 
     def construct_recorder(self) -> Any:
-        return self.factory.process_recorder()
+        recorder = self.factory.process_recorder()
+        if hasattr(recorder, "data_keys"):  # shared.recorders: writes new keys with the events
+            recorder.data_keys = self.data_keys
+        return recorder
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
-        """Every event saved carries the context of the action that made it (shared.context)."""
+        """Every event saved carries the context of the action that made it (shared.context);
+        a data key or owner row its sealing made is written in the same transaction."""
         for recorded in processing_event.events:
             context.stamp(recorded)
-        return super()._record(processing_event)
+        if self.data_keys is None:
+            return super()._record(processing_event)
+        with self.data_keys.staging():
+            return super()._record(processing_event)
 
     def construct_mapper(self) -> Any:
         """Rows bound to their place (:mod:`shared.binding`) when the service has its evidence

@@ -26,6 +26,7 @@ import hmac
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
 
 BOUND_MARK = b"RKB1"
@@ -91,7 +92,8 @@ class BindingMapper(Mapper[UUID]):
         row = super().to_stored_event(domain_event)
         state = row.state
         if self.data_keys is not None:
-            user = self.data_keys.key_for(row.originator_id, getattr(domain_event, "username", None))
+            user = self.data_keys.key_for(row.originator_id, getattr(domain_event, "username", None),
+                                          first=row.originator_version == Aggregate.INITIAL_VERSION)
             if user is not None:
                 state = self.data_keys.seal(user, row.originator_id, row.originator_version,
                                             row.topic, state)

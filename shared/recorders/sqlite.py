@@ -10,7 +10,11 @@ from eventsourcing.sqlite import SQLiteProcessRecorder
 
 
 class SQLiteBatchRecorder(SQLiteProcessRecorder):
+    data_keys: Any = None  # shared.data_keys.DataKeys, set by the application
+
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
+        if self.data_keys is not None:  # new keys and owners, with the events they seal
+            self.data_keys.write_staged(c)
         for tracking in kwargs.get("more_tracking", ()):
             self._insert_tracking(c, tracking)
         return super()._insert_events(c, stored_events, **kwargs)
