@@ -596,9 +596,10 @@ class TicketingApplication(ProofMethods, ServiceApplication):
         return {**self.describe(ticket, agent), "timeline": timeline}
 
     def describe(self, ticket: Ticket, agent: str | None = None) -> dict[str, Any]:
-        """A ticket as screens show it, with what ``agent`` (the viewer) may do with it now."""
-        actions = self.next_actions(ticket, agent) if agent else []
+        """A ticket as screens show it, with what ``agent`` (the viewer: an agent on file, from
+        ``_acting_agent`` or ``_viewer``) may do with it now."""
         file = self._file(ticket.username)
+        actions = self.next_actions(ticket, agent, file) if agent else []
         return {
             "ticket_id": str(ticket.id),
             "ticket_number": ticket_number(ticket.id),
@@ -628,11 +629,11 @@ class TicketingApplication(ProofMethods, ServiceApplication):
             **self.proof_view(ticket, file),
         }
 
-    def next_actions(self, ticket: Ticket, agent: str) -> list[str]:
-        """The domain's rules for this agent and ticket, as the actions would check them."""
-        if ticket.state not in PENDING or not self._is_agent(agent):
+    def next_actions(self, ticket: Ticket, agent: str, file: AccountFile | None) -> list[str]:
+        """The domain's rules for this agent (one on file) and ticket, as the actions would
+        check them; ``file``: the ticket's account file, read once for the whole view."""
+        if ticket.state not in PENDING:
             return []
-        file = self._file(ticket.username)
         actions = ticket.next_actions(
             agent, policy=self.policy, privileged=bool(file and file.privileged),
             four_eyes=file is not None and self._four_eyes(file),
@@ -699,11 +700,13 @@ class TicketingApplication(ProofMethods, ServiceApplication):
         return agent
 
     def _viewer(self, principal: str | None) -> str | None:
-        """Whom ``next_actions`` is for: a genuine agent principal, else nobody. The portal
+        """Whom ``next_actions`` is for: a genuine agent principal still on file as an agent,
+        else nobody. The portal
         reads tickets only for a signed-in agent: its key alone (a compromised portal host)
         reads none; the operator's command line, on the machine, may without a principal."""
         if principal:
-            return self.agent(principal).name
+            name = self.agent(principal).name
+            return name if self._is_agent(name) else None  # read once for a whole list
         caller = context.current()
         if caller is not None and caller.caller == "portal":
             raise AuthenticationFailed("Sign in first: this needs a signed-in agent.")
