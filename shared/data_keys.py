@@ -110,13 +110,15 @@ class DataKeys:
             found[ref] = self._box.open(bytes(value), ref)
         return found
 
-    def _put(self, ref: str, value: bytes) -> None:
-        sealed = self._box.seal(value, ref)
+    @property
+    def _upsert(self) -> str:
         if self._sqlite:
-            self._sql("INSERT OR REPLACE INTO {table} (ref, sealed) VALUES (%s, %s)", (ref, sealed))
-        else:
-            self._sql("INSERT INTO {table} (ref, sealed) VALUES (%s, %s) ON CONFLICT (ref) "
-                      "DO UPDATE SET sealed = EXCLUDED.sealed", (ref, sealed))
+            return "INSERT OR REPLACE INTO {table} (ref, sealed) VALUES (%s, %s)"
+        return ("INSERT INTO {table} (ref, sealed) VALUES (%s, %s) ON CONFLICT (ref) "
+                "DO UPDATE SET sealed = EXCLUDED.sealed")
+
+    def _put(self, ref: str, value: bytes) -> None:
+        self._sql(self._upsert, (ref, self._box.seal(value, ref)))
 
     # --- new keys and owners: written with the events sealed with them ----------------------
     @contextmanager
@@ -158,8 +160,12 @@ class DataKeys:
         for key_id in keys:
             self._hold(cursor, key_id)
         for ref, value in staged.items():
-            cursor.execute(self._statement("INSERT INTO {table} (ref, sealed) VALUES (%s, %s)"),
-                           (ref, self._box.seal(value, ref)))
+            # A key is never replaced (another writer's is a conflict); an owner row is, by the
+            # transaction that records the aggregate's first event: one left by a save that
+            # failed before owner rows were written with their events must not block it.
+            insert = self._upsert if ref.startswith("owner:") else \
+                "INSERT INTO {table} (ref, sealed) VALUES (%s, %s)"
+            cursor.execute(self._statement(insert), (ref, self._box.seal(value, ref)))
         for key_id in keys:
             cursor.execute(self._statement("SELECT 1 FROM {table} WHERE ref=%s"),
                            (f"erased:{key_id}",))

@@ -97,3 +97,13 @@ def test_a_key_made_while_its_user_is_erased_is_refused_with_the_events(apps: Ap
     assert not list(app.events.get(victim.id))
     with pytest.raises(Erased):  # and the user stays erased for this process too
         app.save(_account("victim"))
+
+
+def test_an_owner_row_left_by_an_earlier_failed_save_does_not_block_the_aggregate(
+        apps: Apps) -> None:
+    """Before owner rows were written with their events, a save that failed kept its row."""
+    app = apps()
+    again = _account("again")
+    app.data_keys._put(f"owner:{again.id}", user_key_id(again.username).bytes)
+    app.save(again)
+    assert apps().repository.get(again.id).username == again.username
