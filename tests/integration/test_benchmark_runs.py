@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from rekey.bench.pipeline import run_pipeline_bench
 
 
@@ -56,6 +58,11 @@ def test_bench_all_prints_one_well_formed_figure_per_line_each_beside_its_limit(
     with_limits = {f["name"] for f in figures if f["limit"] is not None}
     assert with_limits >= {"resets_per_s", "sign_ins_per_s", "sign_ins_one_account_per_s",
                            "pipeline_events_per_s", "totp_check_p99_ms"}
+    # the pipeline's limit: the bare commit rate measured on both sides of it, their mean
+    [pipeline] = [f for f in figures if f["name"] == "pipeline_events_per_s"]
+    assert pipeline["commits_before"] > 0 and pipeline["commits_after"] > 0
+    assert pipeline["limit"] == pytest.approx(
+        (pipeline["commits_before"] + pipeline["commits_after"]) / 2, rel=1e-3)
     # where a sign-in's CPU goes: credentials verifies the password, so never nothing
     [credentials] = [f for f in figures
                      if f["name"] == "sign_in_cpu_ms" and f["process"] == "credentials"]
