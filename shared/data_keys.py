@@ -208,17 +208,19 @@ class DataKeys:
             staged = self._staged(f"owner:{oid}")
             if staged is not None:
                 return UUID(bytes=staged)
-            if self._owners.get(oid) is None and not first:
+            if oid not in self._owners and not first:
                 found = self._get(f"owner:{oid}")
-                if found:
-                    self._owners[oid] = UUID(bytes=found)
-            if self._owners.get(oid) is None and username:
+                self._owners[oid] = UUID(bytes=found) if found else None
+            owner = self._owners.get(oid)
+            if owner is None and username:
                 key_id = user_key_id(username)
-                self._stage(f"owner:{oid}", key_id.bytes)
+                # Not "no user" any more for the others: they read the store until this commits
+                self._owners.pop(oid, None)
+                self._stage(f"owner:{oid}", key_id.bytes)  # cached once it has committed
                 return key_id
-            if oid not in self._owners:
+            if owner is None:
                 self._owners[oid] = None  # an aggregate of no user (until an event names one)
-            return self._owners[oid]
+            return owner
 
     def _key(self, key_id: UUID, *, create: bool) -> bytes | None:
         with self._lock:
