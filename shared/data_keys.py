@@ -47,6 +47,11 @@ class Erased(MapperDeserialisationError):
     """A stored event of a user whose data key was destroyed (erasure): unreadable by design."""
 
 
+def erased_key(key_id: UUID) -> Erased:
+    return Erased(f"the data of user key {key_id} was erased: nothing is stored for that user "
+                  "any more")
+
+
 def user_key_id(username: str) -> UUID:
     return uuid5(_KEY_NAMESPACE, username.strip().lower())
 
@@ -139,11 +144,7 @@ class DataKeys:
                     self._put(ref, value)
             with self._lock:
                 for ref, value in self._local.staged.items():
-                    kind, _, name = ref.partition(":")
-                    if kind == "owner":
-                        self._owners[name] = UUID(bytes=value)
-                    elif UUID(name) not in self._erased:
-                        self._keys[UUID(name)] = value
+                    self._cache(ref, value)
         finally:
             self._local.staged, self._local.written = outer
 
@@ -170,21 +171,24 @@ class DataKeys:
             cursor.execute(self._statement("SELECT 1 FROM {table} WHERE ref=%s"),
                            (f"erased:{key_id}",))
             if cursor.fetchone() is not None:
-                raise Erased(f"the data of user key {key_id} was erased: nothing is stored "
-                             "for that user any more")
+                raise erased_key(key_id)
         self._local.written = True
 
     def _stage(self, ref: str, value: bytes) -> None:
         staged = getattr(self._local, "staged", None)
         if staged is None:
             self._put(ref, value)
-            kind, _, name = ref.partition(":")
-            if kind == "owner":
-                self._owners[name] = UUID(bytes=value)
-            else:
-                self._keys[UUID(name)] = value
+            self._cache(ref, value)
         else:
             staged[ref] = value
+
+    def _cache(self, ref: str, value: bytes) -> None:
+        """A committed owner row or key, for every thread (never a key erased since)."""
+        kind, _, name = ref.partition(":")
+        if kind == "owner":
+            self._owners[name] = UUID(bytes=value)
+        elif UUID(name) not in self._erased:
+            self._keys[UUID(name)] = value
 
     def _staged(self, ref: str) -> bytes | None:
         staged = getattr(self._local, "staged", None)
@@ -246,8 +250,7 @@ class DataKeys:
              inner: bytes) -> bytes:
         key = self._key(key_id, create=True)
         if key is None:
-            raise Erased(f"the data of user key {key_id} was erased: nothing is stored for "
-                         "that user any more")
+            raise erased_key(key_id)
         nonce = os.urandom(12)
         sealed = AESGCM(key).encrypt(nonce, inner, _aad(originator_id, version, topic))
         return DATA_MARK + key_id.bytes + nonce + sealed

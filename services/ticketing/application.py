@@ -701,9 +701,9 @@ class TicketingApplication(ProofMethods, ServiceApplication):
 
     def _viewer(self, principal: str | None) -> str | None:
         """Whom ``next_actions`` is for: a genuine agent principal still on file as an agent,
-        else nobody. The portal
-        reads tickets only for a signed-in agent: its key alone (a compromised portal host)
-        reads none; the operator's command line, on the machine, may without a principal."""
+        else nobody. The portal reads tickets only for a signed-in agent: its key alone (a
+        compromised portal host) reads none; the operator's command line, on the machine, may
+        without a principal."""
         if principal:
             name = self.agent(principal).name
             return name if self._is_agent(name) else None  # read once for a whole list

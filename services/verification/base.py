@@ -134,14 +134,17 @@ class VerificationBase(ServiceApplication):
                                    issued_after=self._last_reset(username, stored))
         return username, stored or Enrollment(username=username)
 
-    def _fresh_mfa(self, username: str, token: str) -> str:
+    def _fresh_mfa(self, username: str, token: str, **checks: Any) -> str:
         """The username of an MFA sign-in checked within ``fresh_mfa_minutes``: what adding,
-        removing a method or changing the default needs once a method exists."""
+        removing a method or changing the default needs once a method exists. ``checks``: as
+        :meth:`signed_in` takes them."""
+        if "issued_after" not in checks:  # one read for both checks
+            checks["issued_after"] = self.last_reset(username)
         username = self.signed_in(token, "mfa", username,  # forged, reset: refused as such
-                                  max_age=self.settings.portal_session_hours * 3600)
+                                  max_age=self.settings.portal_session_hours * 3600, **checks)
         try:
             return self.signed_in(token, "mfa", username,
-                                  max_age=self.settings.fresh_mfa_minutes * 60)
+                                  max_age=self.settings.fresh_mfa_minutes * 60, **checks)
         except AuthenticationFailed:
             raise FreshMfaRequired(
                 "To change your sign-in methods, confirm it's you with your default method "
@@ -178,14 +181,15 @@ class VerificationBase(ServiceApplication):
         or changing one needs an MFA check within ``fresh_mfa_minutes``, or a stolen password
         (or a session left open) would let anyone enrol their own phone."""
         stored = self._stored_enrollment(username)
+        reset_at = self._last_reset(username, stored)
         try:
-            username = self.signed_in(token, "password", username,
-                                      issued_after=self._last_reset(username, stored))
+            username = self.signed_in(token, "password", username, issued_after=reset_at)
         except SignedInBeforeReset:
             raise
         except AuthenticationFailed as not_a_password_step:
             try:
-                return self._fresh_mfa(username, token), self._enrollment(username)
+                username = self._fresh_mfa(username, token, issued_after=reset_at)
+                return username, stored or Enrollment(username=username)
             except FreshMfaRequired:
                 raise
             except AuthenticationFailed:
