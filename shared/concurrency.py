@@ -116,3 +116,15 @@ def on_the_loop(method: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         return await in_thread(method, *args)
 
     return call
+
+
+async def woken_or_stopped(wake: asyncio.Event, stopping: asyncio.Event, timeout: float) -> None:
+    """Wait until ``wake`` or ``stopping`` is set, or ``timeout`` has passed: a polling loop
+    that also sleeps on a wake-up event ends at once when its service stops, instead of
+    sleeping out its poll interval."""
+    waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopping.wait())]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()

@@ -11,7 +11,6 @@ the feed, is the record.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -19,7 +18,7 @@ from services.audit.application import AuditApplication
 from services.audit.projection import Filters
 from shared.bus.consumer import Delivered, stream_sequence
 from shared.bus.signing import NkeySigner
-from shared.concurrency import in_thread
+from shared.concurrency import in_thread, woken_or_stopped
 from shared.contracts import EventEnvelope
 from shared.contracts.envelope import AUDIT_FEED_PREFIX
 
@@ -58,8 +57,7 @@ class LiveFeed:
     async def run(self, stopping: asyncio.Event) -> None:
         position = await in_thread(self.app.projection.last_seq)
         while not stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
+            await woken_or_stopped(self.wake, stopping, POLL_SECONDS)
             self.wake.clear()
             try:
                 position = await self._publish_after(position)

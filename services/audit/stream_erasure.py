@@ -34,7 +34,7 @@ from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from shared import metrics
-from shared.concurrency import in_thread
+from shared.concurrency import in_thread, woken_or_stopped
 from shared.contracts import EventEnvelope
 from shared.contracts.envelope import STREAM_NAME
 from shared.logs import Outage
@@ -83,8 +83,7 @@ class StreamEraser:
             else:
                 self.outage.succeeded()
             if not done:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
+                await woken_or_stopped(self.wake, stopping, POLL_SECONDS)
 
     async def erase_pending(self) -> int:
         """Delete the marked messages from the stream; how many were handled."""

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from services.audit.projection import micros
 from shared import metrics
+from shared.bus.pulling import fetch_or_stop, stop_signal
 from shared.concurrency import in_thread
 from shared.contracts.envelope import HEADS_STREAM
 from shared.evidence.heads import HeadRecord
@@ -205,18 +206,21 @@ class HeadsWitness:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), 1.0)
         try:
-            while not stopping.is_set():
-                try:
-                    messages = await subscription.fetch(50, timeout=1.0)  # type: ignore[union-attr]
-                except Exception as exc:  # nothing new (a timeout), or the bus away
-                    if "timeout" not in type(exc).__name__.lower():
-                        self.outage.failed(exc)
-                    continue
-                self.outage.succeeded()
-                for message in messages:
-                    seq = int(message.metadata.sequence.stream)
-                    await in_thread(self.receive, message.subject, message.data, seq)
-                    await message.ack()
+            with stop_signal(stopping) as stopped:
+                while not stopping.is_set():
+                    try:
+                        messages = await fetch_or_stop(subscription, 50, 1.0, stopped)
+                    except Exception as exc:  # nothing new (a timeout), or the bus away
+                        if "timeout" not in type(exc).__name__.lower():
+                            self.outage.failed(exc)
+                        continue
+                    if messages is None:  # stopping
+                        break
+                    self.outage.succeeded()
+                    for message in messages:
+                        seq = int(message.metadata.sequence.stream)
+                        await in_thread(self.receive, message.subject, message.data, seq)
+                        await message.ack()
         finally:
             if subscription is not None:
                 with contextlib.suppress(Exception):

@@ -28,6 +28,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from shared import metrics
+from shared.bus.pulling import fetch_or_stop, stop_signal
 from shared.bus.signing import ForgedEvent, SignatureCheck
 from shared.contracts import EventEnvelope
 from shared.contracts.envelope import STREAM_NAME, subject_for
@@ -130,22 +131,11 @@ class EventConsumer:
                 await subscription.unsubscribe()
 
     async def _pull(self, subscription, stopping: asyncio.Event) -> None:
-        stopped = asyncio.ensure_future(stopping.wait())
-        try:
+        with stop_signal(stopping) as stopped:
             while not stopping.is_set():
-                fetching = asyncio.ensure_future(
-                    subscription.fetch(self.batch, timeout=FETCH_SECONDS)
-                )
-                await asyncio.wait({fetching, stopped}, return_when=asyncio.FIRST_COMPLETED)
-                if not fetching.done():
-                    # Stopping: no need to sit out the fetch's timeout. A message it had
-                    # already taken and not returned is redelivered after ``ack_wait``.
-                    fetching.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await fetching
-                    return
                 try:
-                    messages = fetching.result()
+                    messages = await fetch_or_stop(subscription, self.batch, FETCH_SECONDS,
+                                                   stopped)
                 except (NatsTimeoutError, TimeoutError):
                     if not self.js._nc.is_connected:  # no answer because NATS is away
                         self.outage.failed(ConnectionError("no connection to NATS"))
@@ -158,10 +148,10 @@ class EventConsumer:
                     self.outage.failed(exc)
                     await asyncio.sleep(0.5)
                     continue
+                if messages is None:  # stopping
+                    return
                 self._fetched()
                 await self.handle_all(messages)
-        finally:
-            stopped.cancel()
 
     async def handle_all(self, messages: list[Any]) -> None:
         together: list[tuple[Any, EventEnvelope]] = []
