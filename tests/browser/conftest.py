@@ -38,6 +38,9 @@ CHROMIUM_ARGS = [
 ]
 AGENT = "helpdesk.agent"
 AGENT_PASSWORD = "quiet river lantern mosaic violet"
+# The agent whose principal arranges a test's tickets over the bus (Running.agent_principal).
+BUS_AGENT = "approvals.agent"
+BUS_AGENT_PASSWORD = "amber harbour quill meadow"
 PHONE = {"width": 390, "height": 844}
 DESK = {"width": 1100, "height": 800}
 
@@ -98,9 +101,15 @@ class Running:
         """An agent's principal over the bus: the password, then a code from the app.
 
         Kept for the module, as the CLI keeps it for the agent's shift (it lives
-        ``principal_minutes``): each new sign-in needs a code of a new 30-second step, so
-        signing in again for every reset made each test wait for the clock."""
-        agent = agent or self.agent
+        ``principal_minutes``). Each sign-in of an agent takes a code of a new 30-second step
+        (credentials accepts each step once, one early), so the third sign-in in a step waits
+        for the clock: without ``agent``, the principal is that of an agent of its own
+        (:data:`BUS_AGENT`, invited at its first use), whose codes the console sign-ins of
+        :data:`AGENT` never wait for."""
+        if agent is None:
+            agent, password = BUS_AGENT, BUS_AGENT_PASSWORD
+            if agent not in self.apps:
+                self.invite(agent, password, "approvals@example.org", "Approvals Agent")
         kept = self.principals.get(agent)
         half_its_life = self.settings.principal_minutes * 60 / 2
         if kept is not None and time.monotonic() - kept[1] < half_its_life:
