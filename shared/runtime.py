@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from nats.micro.service import Service
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from shared import context, metrics
 from shared.application import ServiceApplication
@@ -29,6 +29,7 @@ from shared.bus.relay import OutboxRelay
 from shared.bus.rpc import Endpoint, InFlight, serve_endpoints
 from shared.bus.signing import check_for, signer_for
 from shared.bus.stream import ensure_stream
+from shared.commands import Command
 from shared.concurrency import in_thread, on_the_loop, threads_settled
 from shared.contracts.envelope import STREAM_NAME, ActionContext
 from shared.duties import Duties
@@ -81,27 +82,27 @@ class Wiring:
     record_together: BatchHandler | None = None
 
 
-class NoArguments(BaseModel):
+class NoArguments(Command):
     pass
 
 
-class HistoryQuery(BaseModel):
+class HistoryQuery(Command):
     username: str
 
 
-class EraseUser(BaseModel):
+class EraseUser(Command):
     username: str
     principal: str  # the operator's, signed by the CLI with the operator's key
 
 
-class DropOldSnapshots(BaseModel):
+class DropOldSnapshots(Command):
     """Drop this service's snapshot tables of code that no longer runs (``dry_run``: only
     name them); :mod:`shared.snapshot_tables`."""
 
     dry_run: bool = False
 
 
-class Republish(BaseModel):
+class Republish(Command):
     """Put the store's events from notification ``start`` (``limit`` read) on the stream again;
     ``run`` names the repair run (one run retried publishes nothing twice)."""
 

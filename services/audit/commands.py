@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from pydantic import AwareDatetime, Field, field_validator
 
 from services.audit.projection import Filters
-from shared.commands import USERNAME
+from shared.commands import USERNAME, Command
 
 EVENT_NAME = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z]+$")
 
 
-class AsOf(BaseModel):
+class AsOf(Command):
     username: str = USERNAME
     at: AwareDatetime
 
@@ -22,7 +22,7 @@ class AsOf(BaseModel):
         return value.astimezone(UTC)
 
 
-class EventFilter(BaseModel):
+class EventFilter(Command):
     """Every given field narrows: a user, an agent, a ticket (id or RK- number), a time range
     [since, until) and event names."""
 

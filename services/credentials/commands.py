@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, EmailStr, Field, model_validator
+from pydantic import EmailStr, Field, model_validator
 
-from shared.commands import USERNAME
+from shared.commands import USERNAME, Command
 from shared.contracts.client import ClientContext
 from shared.idempotency import IdempotencyKey
 
 PASSWORD = Field(min_length=1, max_length=1024)
 
 
-class RegisterAccount(BaseModel):
+class RegisterAccount(Command):
     username: str = USERNAME
     email: EmailStr
     display_name: str = Field(min_length=1, max_length=200)
@@ -32,7 +32,7 @@ class RegisterAccount(BaseModel):
     idempotency_key: IdempotencyKey = None
 
 
-class SignIn(BaseModel):
+class SignIn(Command):
     username: str = USERNAME
     password: str = PASSWORD
     channel: Literal["portal", "console", "cli"] = Field(
@@ -43,7 +43,7 @@ class SignIn(BaseModel):
     )
 
 
-class ChangePassword(BaseModel):
+class ChangePassword(Command):
     """The current password proves who asks; after a sign-in with a temporary password, the
     ``change_token`` that sign-in returned does, so the web edge need not keep the password."""
 
@@ -60,18 +60,18 @@ class ChangePassword(BaseModel):
         return self
 
 
-class AccountRef(BaseModel):
+class AccountRef(Command):
     username: str = USERNAME
 
 
-class UnlockAccount(BaseModel):
+class UnlockAccount(Command):
     username: str = USERNAME
     principal: str = Field(min_length=1, max_length=4096,
                            description="The acting agent's signed principal")
     reason: str = Field("sign-in delay reset by the help desk", min_length=1, max_length=500)
 
 
-class CheckSession(BaseModel):
+class CheckSession(Command):
     """Is a sign-in the portal keeps still current (not from before the user's last reset)?
     The first step's token proves it: credentials signed it, at the sign-in."""
 
@@ -100,7 +100,7 @@ CODE = Field(min_length=6, max_length=10, description="The authenticator app's c
 CHANNEL = Field("console", description="Where the agent signs in")
 
 
-class InviteAgent(BaseModel):
+class InviteAgent(Command):
     """Register a help-desk agent without a password (or re-invite one) and mail the link."""
 
     username: str = USERNAME
@@ -110,20 +110,20 @@ class InviteAgent(BaseModel):
     idempotency_key: IdempotencyKey = None
 
 
-class InvitationRef(BaseModel):
+class InvitationRef(Command):
     """What the invitation page shows, if the invitation can still be redeemed."""
 
     invitation: str = INVITATION
 
 
-class BeginInvitation(BaseModel):
+class BeginInvitation(Command):
     """A passkey's registration options, or a new authenticator app's key."""
 
     invitation: str = INVITATION
     factor_type: str = FACTOR_TYPE
 
 
-class RedeemInvitation(BaseModel):
+class RedeemInvitation(Command):
     """Set the agent's password and enrol the factor begun with ``BeginInvitation``."""
 
     invitation: str = INVITATION
@@ -145,13 +145,13 @@ class RedeemInvitation(BaseModel):
         return self
 
 
-class PasskeyOptions(BaseModel):
+class PasskeyOptions(Command):
     """The options of ``navigator.credentials.get`` for the agent whose password was right."""
 
     token: str = STAGE_TOKEN
 
 
-class PasskeyAssertion(BaseModel):
+class PasskeyAssertion(Command):
     """The browser's answer to those options: the principal, if it is the agent's key."""
 
     challenge_token: str = STAGE_TOKEN
@@ -159,7 +159,7 @@ class PasskeyAssertion(BaseModel):
     channel: Literal["console", "cli"] = CHANNEL
 
 
-class AuthenticatorCode(BaseModel):
+class AuthenticatorCode(Command):
     """A code from the agent's authenticator app, after the right password."""
 
     token: str = STAGE_TOKEN
@@ -167,13 +167,13 @@ class AuthenticatorCode(BaseModel):
     channel: Literal["console", "cli"] = CHANNEL
 
 
-class OperatorOnly(BaseModel):
+class OperatorOnly(Command):
     """A query only the operator may make."""
 
     principal: str = Field(min_length=1, max_length=4096, description="The operator's signed principal")
 
 
-class EndAgentSessions(BaseModel):
+class EndAgentSessions(Command):
     """End every sign-in an agent has now (a session thought stolen); the agent signs in again."""
 
     username: str = USERNAME
@@ -181,7 +181,7 @@ class EndAgentSessions(BaseModel):
     principal: str = Field(min_length=1, max_length=4096, description="The operator's signed principal")
 
 
-class RevokeAgentFactor(BaseModel):
+class RevokeAgentFactor(Command):
     """Remove a lost or stolen second factor (the operator's)."""
 
     username: str = USERNAME

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, EmailStr, Field, field_validator
+from pydantic import AfterValidator, EmailStr, Field, field_validator
 
-from shared.commands import TOKEN, USERNAME
+from shared.commands import TOKEN, USERNAME, Command
 from shared.contracts.client import ClientContext
 from shared.idempotency import IdempotencyKey
 
@@ -25,7 +25,7 @@ NotBlank = Annotated[str, AfterValidator(_not_blank)]
 PRINCIPAL_MAX = 4096
 
 
-class RequestReset(BaseModel):
+class RequestReset(Command):
     name: NotBlank = Field(min_length=1, max_length=200)
     email: EmailStr
     username: NotBlank = USERNAME
@@ -40,7 +40,7 @@ class RequestReset(BaseModel):
     idempotency_key: IdempotencyKey = None
 
 
-class TicketRef(BaseModel):
+class TicketRef(Command):
     ticket: str = Field(min_length=1, max_length=64, description="Ticket id or number")
 
 
@@ -72,7 +72,7 @@ class AttestIdCheck(AgentAction):
                            description="What was checked: the document, where, by whom")
 
 
-class ManagerLinkRef(BaseModel):
+class ManagerLinkRef(Command):
     token: str = Field(min_length=1, max_length=4096)
 
 
@@ -93,7 +93,7 @@ class CloseReview(AgentAction):
                       description="What the review found (e.g. the person did not ask for it)")
 
 
-class CancelLink(BaseModel):
+class CancelLink(Command):
     """The link mailed to the address on file when a reset was scheduled (credentials signs
     it): what it would cancel."""
 
@@ -109,7 +109,7 @@ class CancelReset(CancelLink):
 VIEWER = Field(None, max_length=PRINCIPAL_MAX, description="The viewing agent's principal (next_actions)")
 
 
-class ListTickets(BaseModel):
+class ListTickets(Command):
     state: str | None = None
     principal: str | None = VIEWER
 
@@ -118,5 +118,5 @@ class ShowTicket(TicketRef):
     principal: str | None = VIEWER
 
 
-class ListQuarantine(BaseModel):
+class ListQuarantine(Command):
     pass

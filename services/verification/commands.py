@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 import shared.commands
-from shared.commands import USERNAME
+from shared.commands import USERNAME, Command
 from shared.contracts.client import ClientContext
 from shared.idempotency import IdempotencyKey
 
@@ -73,7 +73,7 @@ class ResendCode(Authenticated):
     method_id: str = Id
 
 
-class PhoneCountries(BaseModel):
+class PhoneCountries(Command):
     """The countries and regions a phone number may be in (no sign-in needed: it is public)."""
 
 
@@ -115,7 +115,7 @@ class SecurityInfo(Authenticated):
 
 
 # --- the authenticator device API (signed with the device's Ed25519 key) ----------------------
-class Signed(BaseModel):
+class Signed(Command):
     username: str = USERNAME
     method_id: str = Id
     signed_at: int = Field(description="Unix seconds when the device signed")

@@ -14,6 +14,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from services.verification.totp import DIGITS
 from shared.application import REKEY_NAMESPACE, UserAggregate
 from shared.errors import (
     AuthenticationFailed,
@@ -41,7 +42,7 @@ TOTP, PUSH, SMS, CALL, WEBAUTHN = "totp", "push", "sms", "call", "webauthn"
 APP_CHANNEL = "app"
 PENDING, VERIFIED, FAILED, DENIED, SUPERSEDED = "pending", "verified", "failed", "denied", "superseded"
 IDENTITY_PROOF = "identity_proof"  # a push the help desk sent to prove who is on the phone
-CODE_DIGITS = 6  # every code a person types: the app's TOTP codes and the codes sent
+CODE_DIGITS = DIGITS  # every code a person types: the app's TOTP codes and the codes sent
 # Which challenges an enrollment's state keeps: those of the last day, at most the latest 100.
 # A challenge lives minutes, and no rule counts back further or more (the settings cap the
 # send window at a day and the sends in it at 50). Every sign-in issues one, so without these

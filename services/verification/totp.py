@@ -8,9 +8,10 @@ from urllib.parse import parse_qsl, urlparse
 
 import pyotp
 
-from services.verification.domain import CODE_DIGITS
-
-DIGITS = CODE_DIGITS
+# Every code a person types is this long: the app's codes and those sent (the domain's
+# CODE_DIGITS). Defined here, the lighter module, so credentials (agents' apps) need not
+# import the enrolment aggregate (about 36 ms of its start).
+DIGITS = 6
 PERIOD = 30
 WINDOW = 1
 # Extra parameters of our URIs: other apps ignore them; the reference app activates push with them.

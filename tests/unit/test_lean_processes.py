@@ -1,7 +1,7 @@
 """A service process loads what it runs: not the command line, not aiohttp for nats-py's
 WebSocket transport (nor does a command that makes no HTTP request), not psycopg on SQLite
-(each some 5-20 MB of every process); and its health pages answer probes without a web
-framework."""
+(each some 5-20 MB of every process); it builds no command or event body validator before
+that model is used; and its health pages answer probes without a web framework."""
 
 from __future__ import annotations
 
@@ -107,3 +107,59 @@ async def test_health_pages_answer_probes_and_refuse_what_is_not_one():
         assert await _ask(port, huge) == b""  # too long to be a probe: closed, no answer
     finally:
         await server.stop()
+
+
+BUILT_AT_IMPORT = """
+import importlib, sys
+from rekey.serve import nats_without_aiohttp
+nats_without_aiohttp()
+import shared.runtime
+import services.{service}.bootstrap
+from shared.commands import Command
+from shared.contracts.base import EventBody
+
+def every(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from every(sub)
+
+models = [*every(Command), *every(EventBody)]
+print(len(models), sum(1 for m in models if m.__pydantic_complete__),
+      "services.verification.domain" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("service", ["ticketing", "credentials", "verification", "audit"])
+def test_a_service_process_builds_no_command_or_event_body_validator_while_it_imports(
+        service: str):
+    done = subprocess.run([sys.executable, "-c", BUILT_AT_IMPORT.format(service=service)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120, check=True)
+    models, built, enrolment_loaded = done.stdout.split()
+    assert int(models) > 20
+    assert int(built) == 0  # each is built when first used (docs/benchmarks.md, "Start-up")
+    if service == "credentials":  # it needs the code length, not verification's aggregate
+        assert enrolment_loaded == "False"
+
+
+def test_every_command_a_service_accepts_is_a_command_built_at_its_first_use():
+    import importlib
+
+    from pydantic import BaseModel, ValidationError
+
+    from shared.commands import Command
+
+    modules = ["shared.runtime", *(f"services.{name}.commands" for name in
+                                   ("ticketing", "credentials", "verification", "consent",
+                                    "audit"))]
+    models = [value for module in map(importlib.import_module, modules)
+              for value in vars(module).values()
+              if isinstance(value, type) and issubclass(value, BaseModel)
+              and value.__module__ == module.__name__]
+    assert len(models) > 30
+    assert [m.__name__ for m in models if not issubclass(m, Command)] == []
+
+    from services.credentials.commands import SignIn
+
+    with pytest.raises(ValidationError):  # a deferred model still refuses what it must
+        SignIn.model_validate({"username": "jane", "password": ""})
+    assert SignIn.model_validate({"username": "jane", "password": "x"}).channel == "portal"
