@@ -53,9 +53,13 @@ def setting_up(settings: Settings, service: str) -> Iterator[None]:
         return
     import psycopg
 
-    with psycopg.connect(settings.postgres_conninfo(), autocommit=True, connect_timeout=10) as conn:
+    from shared.postgres import building_on
+
+    conninfo = settings.postgres_conninfo()
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (lock_key(service, "schema"),))
-        yield  # the lock ends with the connection
+        with building_on(conninfo, conn):  # the build's schema checks use this connection
+            yield  # the lock ends with the connection
 
 
 class Duties:
