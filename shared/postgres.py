@@ -12,8 +12,8 @@ from shared.settings import Settings
 __all__ = ["building_on", "ensure_postgres_schema"]
 
 # The connection a service's build already holds (shared.duties.setting_up), with its conninfo:
-# the schema checks of the build use it instead of each opening one of their own (seven
-# connections fewer per start of the five services).
+# the schema checks of the build use it instead of each opening one of their own (one
+# connection fewer per store and vault; docs/benchmarks.md).
 _BUILDING_ON: ContextVar[tuple[str, Any] | None] = ContextVar("building_on", default=None)
 
 
